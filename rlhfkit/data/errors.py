@@ -1,0 +1,88 @@
+"""Errors and reports for data loading.
+
+Every problem found in a data file is a `DataError` that names where it is (path, line, field) and why.
+Loaders either raise the first one, or (with ``skip_invalid=True``) record each as a `SkippedRecord` in
+the `LoadReport`, so that nothing is ever dropped without being counted.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def reason_kind(reason: str) -> str:
+    """The general kind of a reason: the text before its first ':' (``"malformed JSON: ..."`` -> ...).
+
+    Reasons are written as ``"KIND"`` or ``"KIND: details"`` so that skips can be grouped by kind.
+    """
+    return reason.split(":", 1)[0].strip()
+
+
+class DataError(ValueError):
+    """A record (or a whole file) that cannot be used.
+
+    Attributes:
+        path: the file (or hub id) the record came from.
+        line: 1-based line number in a JSONL file (row index + 1 elsewhere); None for file-level errors.
+        field: the offending field of the record (``'chosen'``, ``'prompt'``, ...); None when not one field.
+        reason: what is wrong, e.g. ``"empty response"``.
+
+    ``str(err)`` reads like ``data/x.jsonl:12: field 'chosen': empty response``, leaving out the parts
+    that are None.
+    """
+
+    def __init__(self, path: str, line: int | None, field: str | None, reason: str) -> None:
+        self.path = str(path)
+        self.line = line
+        self.field = field
+        self.reason = reason
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        where = self.path if self.line is None else f"{self.path}:{self.line}"
+        what = self.reason if self.field is None else f"field {self.field!r}: {self.reason}"
+        return f"{where}: {what}"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # keeps the error picklable (worker processes) despite the 4-argument constructor
+        return (type(self), (self.path, self.line, self.field, self.reason))
+
+
+@dataclass
+class SkippedRecord:
+    """A record left out by a loader running with ``skip_invalid=True``."""
+
+    line: int
+    field: str | None
+    reason: str
+
+
+@dataclass
+class LoadReport:
+    """What a loader read: the valid `records` and the `skipped` ones, with the file they came from."""
+
+    path: str
+    records: list = field(default_factory=list)
+    skipped: list[SkippedRecord] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __iter__(self):
+        return iter(self.records)
+
+    def __getitem__(self, index):
+        return self.records[index]
+
+    def summary(self) -> str:
+        """One line such as ``"data.jsonl: 1995 records, 5 skipped (5 × HH prompts differ)"``.
+
+        Skips are grouped by the kind of their reason, most frequent first.
+        """
+        text = f"{self.path}: {len(self.records)} records, {len(self.skipped)} skipped"
+        if not self.skipped:
+            return text
+        kinds = Counter(reason_kind(s.reason) for s in self.skipped)
+        return text + " (" + ", ".join(f"{n} × {kind}" for kind, n in kinds.most_common()) + ")"

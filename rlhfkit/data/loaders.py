@@ -1,0 +1,291 @@
+"""Loading preference, prompt-only and SFT records from files, with a validation error for every bad record.
+
+Formats (see ARCHITECTURE.md, "Data formats we speak"):
+
+- ``trl``: ``{"prompt", "chosen", "rejected"[, "margin"]}``. The prompt is a string or a list of chat
+  messages; chosen/rejected are strings or lists of messages whose last one is the assistant reply (the
+  messages before it, if any, must equal the prompt). Without a ``prompt`` key, chosen and rejected must
+  be whole conversations that share all but their last message, which becomes the prompt.
+- ``hh``: ``{"chosen", "rejected"}`` full HH-RLHF dialogues, split by `split_hh_dialogue`. An empty final
+  assistant turn is kept (in HH-harmless, silence is a real, annotated reply); elsewhere an empty
+  response is an error.
+
+Every problem is a `DataError` naming the path, line and field. With ``skip_invalid=False`` the first
+one is raised; with ``skip_invalid=True`` each is recorded in `LoadReport.skipped` and loading goes on.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from rlhfkit.data.errors import DataError, LoadReport, SkippedRecord
+from rlhfkit.data.hh import ASSISTANT_TAG, HHFormatError, split_hh_dialogue
+from rlhfkit.data.reading import iter_raw_records, read_records
+from rlhfkit.data.records import PreferencePair, Prompt, PromptOnly, SFTExample
+
+__all__ = ["load_preferences", "load_prompts", "load_sft", "read_records", "train_eval_split"]
+
+_FORMATS = ("auto", "trl", "hh")
+_ROLES = ("system", "user", "assistant")
+T = TypeVar("T")
+
+
+class _Invalid(Exception):
+    """A bad record; the loader turns it into a DataError with the path and line."""
+
+    def __init__(self, field: str | None, reason: str) -> None:
+        super().__init__(reason)
+        self.field = field
+        self.reason = reason
+
+
+def _type_name(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def _required(record: dict, field: str) -> Any:
+    value = record.get(field)
+    if value is None:
+        raise _Invalid(field, "missing field")
+    return value
+
+
+def _messages(value: list, field: str) -> list[dict[str, str]]:
+    """Validated chat messages, normalised to ``{"role", "content"}``."""
+    out = []
+    for i, message in enumerate(value):
+        if (
+            not isinstance(message, dict)
+            or message.get("role") not in _ROLES
+            or not isinstance(message.get("content"), str)
+        ):
+            raise _Invalid(
+                field,
+                f"bad message: item {i} should be {{'role': 'user'|'assistant'|'system', 'content': str}},"
+                f" got {str(message)[:60]}",
+            )
+        out.append({"role": message["role"], "content": message["content"]})
+    return out
+
+
+def _prompt(record: dict) -> Prompt:
+    value = _required(record, "prompt")
+    if isinstance(value, str):
+        if not value.strip():
+            raise _Invalid("prompt", "empty prompt")
+        return value
+    if isinstance(value, list):
+        if not value:
+            raise _Invalid("prompt", "empty prompt")
+        return _messages(value, "prompt")
+    raise _Invalid("prompt", f"wrong type: expected a string or a list of messages, got {_type_name(value)}")
+
+
+def _response(record: dict, field: str) -> tuple[list[dict[str, str]] | None, str]:
+    """``(messages before the reply or None, reply text)`` of a string or conversational response."""
+    value = _required(record, field)
+    if isinstance(value, str):
+        prefix, text = None, value
+    elif isinstance(value, list) and value:
+        messages = _messages(value, field)
+        if messages[-1]["role"] != "assistant":
+            raise _Invalid(field, "bad message: the last message should be the assistant's reply")
+        prefix, text = messages[:-1], messages[-1]["content"]
+    else:
+        raise _Invalid(field, f"wrong type: expected a string or a list of messages, got {_type_name(value)}")
+    if not text.strip():
+        raise _Invalid(field, "empty response")
+    return prefix, text
+
+
+def _check_prefix(field: str, prefix: list | None, prompt: Prompt) -> None:
+    if prefix and prefix != prompt:
+        raise _Invalid(field, "conversation does not match prompt: all messages but the last must equal it")
+
+
+def _margin(record: dict) -> float | None:
+    value = record.get("margin")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise _Invalid("margin", f"not a finite number: {str(value)[:40]!r}")
+    return float(value)
+
+
+def _hh_text(record: dict, field: str) -> str:
+    value = _required(record, field)
+    if not isinstance(value, str):
+        raise _Invalid(field, f"wrong type: expected an HH dialogue string, got {_type_name(value)}")
+    return value
+
+
+def _split_hh(chosen: str, rejected: str) -> tuple[str, str, str]:
+    try:
+        return split_hh_dialogue(chosen, rejected)
+    except HHFormatError as e:
+        raise _Invalid(e.field, str(e)) from None
+
+
+def _preference_trl(record: dict) -> PreferencePair:
+    chosen_prefix, chosen = _response(record, "chosen")
+    rejected_prefix, rejected = _response(record, "rejected")
+    if record.get("prompt") is not None:
+        prompt = _prompt(record)
+        _check_prefix("chosen", chosen_prefix, prompt)
+        _check_prefix("rejected", rejected_prefix, prompt)
+    elif chosen_prefix:  # implicit prompt: two whole conversations
+        if rejected_prefix != chosen_prefix:
+            raise _Invalid("rejected", "conversations differ: all messages but the last must be shared")
+        prompt = chosen_prefix
+    else:
+        raise _Invalid("prompt", "missing field")
+    return PreferencePair(prompt, chosen, rejected, _margin(record))
+
+
+def _preference_hh(record: dict) -> PreferencePair:
+    prompt, chosen, rejected = _split_hh(_hh_text(record, "chosen"), _hh_text(record, "rejected"))
+    return PreferencePair(prompt, chosen, rejected, _margin(record))
+
+
+def _preference_any(record: dict) -> PreferencePair:
+    """A preference record of either format, told apart per record like ``format="auto"``."""
+    trl = record.get("prompt") is not None or isinstance(record.get("chosen"), list)
+    return _preference_trl(record) if trl else _preference_hh(record)
+
+
+def _prompt_only(record: dict) -> PromptOnly:
+    if record.get("chosen") is None:
+        return PromptOnly(_prompt(record))
+    return PromptOnly(_preference_any(record).prompt)
+
+
+def _sft(record: dict) -> SFTExample:
+    field = next((f for f in ("response", "completion") if record.get(f) is not None), None)
+    if field is None:
+        if record.get("chosen") is None:
+            raise _Invalid("response", "missing field (expected 'response', 'completion' or 'chosen')")
+        pair = _preference_any(record)
+        return SFTExample(pair.prompt, pair.chosen)
+    prompt = _prompt(record)
+    prefix, text = _response(record, field)
+    _check_prefix(field, prefix, prompt)
+    return SFTExample(prompt, text)
+
+
+def _load(
+    path: str | os.PathLike, choose: Callable[[dict], Callable[[dict], T]], skip_invalid: bool
+) -> LoadReport:
+    path = os.fspath(path)
+    report = LoadReport(path)
+    parse: Callable[[dict], T] | None = None
+    for line, item in iter_raw_records(path):
+        if isinstance(item, DataError):
+            error = item
+        else:
+            if parse is None:
+                parse = choose(item)
+            try:
+                report.records.append(parse(item))
+                continue
+            except _Invalid as e:
+                error = DataError(path, line, e.field, e.reason)
+        if not skip_invalid:
+            raise error
+        report.skipped.append(SkippedRecord(line, error.field, error.reason))
+    if not report.records:
+        if report.skipped:
+            first = report.skipped[0]
+            raise DataError(
+                path,
+                None,
+                None,
+                f"no valid records: all {len(report.skipped)} were skipped "
+                f"(first at line {first.line}: {first.reason})",
+            )
+        raise DataError(path, None, None, "no records")
+    return report
+
+
+def load_preferences(path: str | os.PathLike, format: str = "auto", skip_invalid: bool = False) -> LoadReport:
+    """Load `PreferencePair` records from a ``trl`` or ``hh`` file (see the module docstring).
+
+    ``format="auto"`` decides from the first record: ``trl`` if it has a ``prompt`` or its ``chosen``
+    is a list of messages, else ``hh``.
+
+    Raises:
+        DataError: (with path, line and field) for a malformed JSON line or a line that is not an object;
+            a missing ``'prompt'``/``'chosen'``/``'rejected'`` field; a field of the wrong type or a bad
+            chat message; an empty or whitespace-only ``'chosen'``/``'rejected'`` response (not for HH,
+            see above); an HH pair whose prompts differ (field ``'rejected'``, reason
+            ``"HH prompts differ: ..."``) or a dialogue without ``"\\n\\nAssistant:"``; a ``'margin'``
+            that is not a finite number. Unless `skip_invalid`, in which case they are counted in
+            ``report.skipped``. Also raised (always) for a file with no records, or no valid ones.
+        FileNotFoundError: see `read_records`.
+        ValueError: for an unknown `format`.
+    """
+    if format not in _FORMATS:
+        raise ValueError(f"format must be one of {_FORMATS}, got {format!r}")
+
+    def choose(first: dict) -> Callable[[dict], PreferencePair]:
+        fmt = format
+        if fmt == "auto":
+            fmt = "trl" if "prompt" in first or isinstance(first.get("chosen"), list) else "hh"
+        return _preference_trl if fmt == "trl" else _preference_hh
+
+    return _load(path, choose, skip_invalid)
+
+
+def load_prompts(path: str | os.PathLike, skip_invalid: bool = False) -> LoadReport:
+    """Load `PromptOnly` records: ``{"prompt"}`` records, or the prompt of preference records.
+
+    A preference record (one with ``chosen``) is validated as a whole pair, exactly as
+    `load_preferences` does, and gives its prompt: an HH file feeds PPO as is, and the records kept (and
+    so any `train_eval_split` of them) are the same as for reward or DPO training on that file.
+
+    Raises:
+        DataError: for a malformed or non-object line, a missing, empty or wrongly typed ``'prompt'``, or
+            a ``'chosen'`` that is not an HH dialogue or conversation (skipped instead if `skip_invalid`);
+            for a file with no (valid) records.
+        FileNotFoundError: see `read_records`.
+    """
+    return _load(path, lambda first: _prompt_only, skip_invalid)
+
+
+def load_sft(path: str | os.PathLike, skip_invalid: bool = False) -> LoadReport:
+    """Load `SFTExample` records: ``{prompt, response}``, ``{prompt, completion}``, or preference records
+    (``trl`` or ``hh``, validated as whole pairs like `load_preferences`) with the chosen reply as the
+    response.
+
+    Raises:
+        DataError: for a malformed or non-object line, a missing, empty or wrongly typed ``'prompt'`` or
+            response field (``'response'``, ``'completion'`` or ``'chosen'``), or a ``'chosen'`` that is
+            not an HH dialogue (skipped instead if `skip_invalid`); for a file with no (valid) records.
+        FileNotFoundError: see `read_records`.
+    """
+    return _load(path, lambda first: _sft, skip_invalid)
+
+
+def train_eval_split(records: Sequence[T], eval_fraction: float, seed: int) -> tuple[list[T], list[T]]:
+    """Split `records` into ``(train, eval)`` after a deterministic shuffle with ``random.Random(seed)``.
+
+    ``eval`` is the first ``round(n * eval_fraction)`` shuffled records, at least 1 when
+    ``eval_fraction > 0`` and ``n >= 2``, and at most ``n - 1`` so that train is never emptied by
+    rounding; ``train`` is the rest. Both keep the shuffled order; `records` is not modified.
+
+    Raises:
+        ValueError: if `eval_fraction` is not in ``[0, 1)``.
+    """
+    if isinstance(eval_fraction, bool) or not 0 <= eval_fraction < 1:  # also rejects NaN
+        raise ValueError(f"eval_fraction must be in [0, 1), got {eval_fraction!r}")
+    shuffled = list(records)
+    random.Random(seed).shuffle(shuffled)
+    n = len(shuffled)
+    n_eval = round(n * eval_fraction)
+    if eval_fraction > 0 and n >= 2:
+        n_eval = max(1, n_eval)
+    n_eval = min(n_eval, max(n - 1, 0))
+    return shuffled[n_eval:], shuffled[:n_eval]

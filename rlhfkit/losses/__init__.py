@@ -1,0 +1,18 @@
+"""Pure tensor losses: ``(tensors) -> (loss, metrics)``; imports torch only."""
+
+from rlhfkit.losses.bradley_terry import bradley_terry_loss
+from rlhfkit.losses.kl import KL_ESTIMATORS, kl_estimate
+from rlhfkit.losses.masked import masked_mean, masked_var
+from rlhfkit.losses.ppo import ppo_policy_loss, ppo_value_loss
+from rlhfkit.losses.sft import sft_loss
+
+__all__ = [
+    "KL_ESTIMATORS",
+    "bradley_terry_loss",
+    "kl_estimate",
+    "masked_mean",
+    "masked_var",
+    "ppo_policy_loss",
+    "ppo_value_loss",
+    "sft_loss",
+]

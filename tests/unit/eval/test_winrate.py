@@ -1,0 +1,90 @@
+"""Tests for rlhfkit.eval.winrate, with the outcomes worked out by hand."""
+
+import numpy as np
+import pytest
+
+from rlhfkit.eval.winrate import WinRate, bootstrap_mean_ci, win_rate
+
+
+def test_hand_computed_rate_and_counts():
+    # a = [3, 1, 2, 2], b = [1, 2, 2, 0]
+    # 3>1 win (1), 1<2 loss (0), 2==2 tie (0.5), 2>0 win (1) -> mean = 2.5 / 4 = 0.625
+    wr = win_rate([3, 1, 2, 2], [1, 2, 2, 0])
+    assert wr.rate == pytest.approx(0.625)
+    assert (wr.wins, wr.ties, wr.losses, wr.n) == (2, 1, 1, 4)
+    assert 0.0 <= wr.low <= wr.rate <= wr.high <= 1.0
+
+
+def test_all_wins_has_degenerate_interval():
+    wr = win_rate([2.0, 3.0, 4.0], [1.0, 1.0, 1.0])
+    assert (wr.rate, wr.low, wr.high) == (1.0, 1.0, 1.0)
+    assert (wr.wins, wr.ties, wr.losses) == (3, 0, 0)
+
+
+def test_all_ties_is_one_half():
+    wr = win_rate([1, 1], [1, 1])
+    assert (wr.rate, wr.low, wr.high) == (0.5, 0.5, 0.5)
+
+
+def test_interval_contains_rate_and_stays_in_unit_range():
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(0.3, 1.0, 200), rng.normal(0.0, 1.0, 200)
+    wr = win_rate(a, b)
+    assert 0.0 <= wr.low < wr.rate < wr.high <= 1.0
+    # Normal-approximation half-width for a proportion near 0.6 with n=200 is ~1.96*0.035 = 0.068.
+    assert 0.04 < (wr.high - wr.low) / 2 < 0.10
+
+
+def test_same_seed_same_interval_other_seed_differs():
+    a = [3, 1, 2, 2, 5, 0, 1, 4]
+    b = [1, 2, 2, 0, 4, 1, 1, 1]
+    assert win_rate(a, b, seed=3) == win_rate(a, b, seed=3)
+    intervals = {(w.low, w.high) for w in (win_rate(a, b, n_boot=50, seed=s) for s in range(5))}
+    assert len(intervals) > 1
+
+
+def test_higher_confidence_gives_wider_interval():
+    a, b = [3, 1, 2, 2, 5, 0, 1, 4], [1, 2, 2, 0, 4, 1, 1, 1]
+    narrow, wide = win_rate(a, b, confidence=0.5), win_rate(a, b, confidence=0.99)
+    assert wide.low <= narrow.low and narrow.high <= wide.high
+
+
+def test_str_format():
+    wr = WinRate(rate=0.62, low=0.53, high=0.71, wins=38, ties=3, losses=23, n=64)
+    assert str(wr) == "0.62 [0.53, 0.71] (n=64: 38 W / 3 T / 23 L)"
+
+
+def test_bootstrap_mean_ci_matches_percentiles_of_resampled_means():
+    values = np.array([0.0, 1.0, 0.5, 1.0])
+    mean, low, high = bootstrap_mean_ci(values, n_boot=500, seed=7, confidence=0.9)
+    assert mean == pytest.approx(0.625)
+    # Same draws by hand: 500 resamples of 4 indices from default_rng(7).
+    idx = np.random.default_rng(7).integers(0, 4, size=(500, 4))
+    means = values[idx].mean(axis=1)
+    assert (low, high) == pytest.approx(tuple(np.percentile(means, [5.0, 95.0])))
+
+
+@pytest.mark.parametrize(
+    "a, b, match",
+    [
+        ([1, 2], [1], "paired"),
+        ([], [], "no scores"),
+        ([1.0, float("nan")], [0.0, 0.0], "NaN"),
+        ([1.0, 0.0], [float("nan"), 0.0], "NaN"),
+        ([[1, 2]], [[1, 2]], "1-D"),
+    ],
+)
+def test_win_rate_errors(a, b, match):
+    with pytest.raises(ValueError, match=match):
+        win_rate(a, b)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [({"n_boot": 0}, "n_boot"), ({"confidence": 1.0}, "confidence"), ({"confidence": 0.0}, "confidence")],
+)
+def test_bootstrap_argument_errors(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        bootstrap_mean_ci([1.0, 0.0], **kwargs)
+    with pytest.raises(ValueError, match="empty"):
+        bootstrap_mean_ci([])
