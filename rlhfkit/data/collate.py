@@ -32,7 +32,9 @@ def pad_sequences(
     return ids, mask
 
 
-def encode_prompt(tokenizer: Any, prompt: Prompt, max_prompt_length: int, use_chat_template: bool) -> list[int]:
+def encode_prompt(
+    tokenizer: Any, prompt: Prompt, max_prompt_length: int, use_chat_template: bool
+) -> list[int]:
     """Token ids of a rendered prompt, keeping its last ``max_prompt_length`` tokens."""
     ids = tokenizer(render_prompt(tokenizer, prompt, use_chat_template), add_special_tokens=False).input_ids
     return ids[-max_prompt_length:]

@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from rlhfkit.data.errors import DataError, LoadReport, SkippedRecord
-from rlhfkit.data.hh import ASSISTANT_TAG, HHFormatError, split_hh_dialogue
+from rlhfkit.data.hh import HHFormatError, split_hh_dialogue
 from rlhfkit.data.reading import iter_raw_records, read_records
 from rlhfkit.data.records import PreferencePair, Prompt, PromptOnly, SFTExample
 

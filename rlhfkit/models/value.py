@@ -58,7 +58,9 @@ class ValueModel(nn.Module):
         self.tokenizer = tokenizer
         self.max_length = max_length
 
-    def encode(self, texts: list[str], response_starts: list[list[int]]) -> dict[str, torch.Tensor]:
+    def encode(
+        self, texts: list[str], response_starts: list[list[int]], width: int | None = None
+    ) -> dict[str, torch.Tensor]:
         """Tokenise full texts and find, for each policy response token, its value-model position.
 
         Args:
@@ -77,7 +79,7 @@ class ValueModel(nn.Module):
             return_special_tokens_mask=True,
             return_tensors="pt",
         )
-        width = max(len(s) for s in response_starts)
+        width = width or max(len(s) for s in response_starts)
         positions = torch.zeros(len(texts), width, dtype=torch.long)
         for row, starts in enumerate(response_starts):
             length = int(enc["attention_mask"][row].sum())
@@ -92,7 +94,11 @@ class ValueModel(nn.Module):
                 offset = 0
             index = torch.searchsorted(ends, torch.tensor(starts), right=True) - 1
             positions[row, : len(starts)] = index.clamp_min(0) + offset
-        return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"], "positions": positions}
+        return {
+            "input_ids": enc["input_ids"],
+            "attention_mask": enc["attention_mask"],
+            "positions": positions,
+        }
 
     def forward(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, positions: torch.Tensor

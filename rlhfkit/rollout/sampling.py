@@ -59,7 +59,9 @@ class Rollout:
         """Character offset of each valid response token inside :meth:`reward_texts` (the response is
         always the end of that text)."""
         out = []
-        for text, resp, starts in zip(self.reward_texts(), self.response_texts, self.token_starts, strict=True):
+        for text, resp, starts in zip(
+            self.reward_texts(), self.response_texts, self.token_starts, strict=True
+        ):
             shift = len(text) - len(resp)
             out.append([shift + s for s in starts])
         return out
@@ -126,8 +128,11 @@ def generate(
     attention_mask = query_mask.long()
     position_ids = (attention_mask.cumsum(-1) - 1).clamp_min(0)
     out = model(
-        input_ids=query_ids, attention_mask=attention_mask, position_ids=position_ids,
-        use_cache=True, logits_to_keep=1,
+        input_ids=query_ids,
+        attention_mask=attention_mask,
+        position_ids=position_ids,
+        use_cache=True,
+        logits_to_keep=1,
     )
     next_position = position_ids[:, -1:] + 1  # (B, 1)
     done = torch.zeros(query_ids.size(0), dtype=torch.bool, device=device)
@@ -142,8 +147,11 @@ def generate(
             break
         attention_mask = torch.cat([attention_mask, torch.ones_like(attention_mask[:, :1])], dim=1)
         out = model(
-            input_ids=token[:, None], attention_mask=attention_mask, position_ids=next_position,
-            past_key_values=out.past_key_values, use_cache=True,
+            input_ids=token[:, None],
+            attention_mask=attention_mask,
+            position_ids=next_position,
+            past_key_values=out.past_key_values,
+            use_cache=True,
         )
         next_position = next_position + 1
     return torch.stack(tokens, 1), torch.stack(masks, 1).long(), done
@@ -176,8 +184,16 @@ def rollout(
     device = next(policy.parameters()).device
     query_ids, query_mask = query_ids.to(device), query_mask.to(device)
     response_ids, response_mask, has_eos = generate(
-        policy, query_ids, query_mask, max_new_tokens, stop_token_ids(tokenizer, policy),
-        tokenizer.pad_token_id, temperature, top_k, top_p, generator,
+        policy,
+        query_ids,
+        query_mask,
+        max_new_tokens,
+        stop_token_ids(tokenizer, policy),
+        tokenizer.pad_token_id,
+        temperature,
+        top_k,
+        top_p,
+        generator,
     )
     texts, starts = [], []
     for row, length in enumerate(response_mask.sum(1).tolist()):

@@ -1,0 +1,148 @@
+"""``rlhfkit`` command line: a thin layer over the Python API.
+
+Every subcommand takes an optional YAML config and ``key=value`` overrides (dotted for sections, e.g.
+``data.max_train=200``); ``rlhfkit <command> --help`` lists every key with its default and meaning.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from rlhfkit.config import ConfigError, describe_config, load_config
+from rlhfkit.data import DataError
+from rlhfkit.models.loading import ModelNotFoundError
+
+
+@dataclass(frozen=True)
+class Command:
+    summary: str
+    config: Callable[[], type]
+    run: Callable[[], Callable]
+
+
+def _sft():
+    from rlhfkit.trainers import sft
+
+    return sft
+
+
+def _reward():
+    from rlhfkit.trainers import reward
+
+    return reward
+
+
+def _ppo():
+    from rlhfkit.trainers import ppo
+
+    return ppo
+
+
+def _eval():
+    from rlhfkit.eval import evaluate
+
+    return evaluate
+
+
+def _pipeline():
+    from rlhfkit import pipeline
+
+    return pipeline
+
+
+COMMANDS = {
+    "sft": Command(
+        "supervised fine-tuning on prompt -> response pairs",
+        lambda: _sft().SFTConfig,
+        lambda: _sft().train_sft,
+    ),
+    "reward": Command(
+        "train a reward model on preference pairs (Bradley-Terry)",
+        lambda: _reward().RewardConfig,
+        lambda: _reward().train_reward,
+    ),
+    "ppo": Command(
+        "PPO against a reward model with a KL penalty to the reference",
+        lambda: _ppo().PPOConfig,
+        lambda: _ppo().train_ppo,
+    ),
+    "eval": Command(
+        "win rate, score and KL of tuned policies against a baseline",
+        lambda: _eval().EvalConfig,
+        lambda: _eval().evaluate,
+    ),
+    "pipeline": Command(
+        "the whole loop: SFT -> reward -> PPO -> eval",
+        lambda: _pipeline().PipelineConfig,
+        lambda: _pipeline().run_pipeline,
+    ),
+}
+
+EXAMPLES = """examples:
+  rlhfkit pipeline configs/hh-demo.yaml                 # what `make demo` runs
+  rlhfkit sft configs/hh-demo-sft.yaml max_steps=5      # one stage, with an override
+  rlhfkit reward model=minilm-l6 data.path=pairs.jsonl --skip-invalid
+  rlhfkit eval baseline=runs/hh-demo/sft 'policies=[runs/hh-demo/ppo]'
+  rlhfkit ppo --help                                    # every key of a stage, with defaults
+"""
+
+
+def _add_command(sub, name: str, command: Command) -> None:
+    wants_help = name in sys.argv[1:2] and any(a in ("-h", "--help") for a in sys.argv[2:])
+    keys = describe_config(command.config()) if wants_help else ""
+    parser = sub.add_parser(
+        name,
+        help=command.summary,
+        description=command.summary,
+        epilog=f"config keys (YAML or key=value):\n{keys}" if keys else None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("config", nargs="?", help="YAML config file (optional)")
+    parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. lr=1e-5 data.max_train=100")
+    parser.add_argument(
+        "--skip-invalid",
+        action="store_true",
+        help="count and report bad data records instead of stopping at the first one",
+    )
+    if name == "pipeline":
+        parser.add_argument("--force", action="store_true", help="re-run stages that already finished")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rlhfkit",
+        description="rlhfkit: RLHF from a base model to an aligned one (SFT, reward model, PPO, eval).",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, command in COMMANDS.items():
+        _add_command(sub, name, command)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    overrides = list(args.overrides)
+    if args.config and "=" in args.config:  # no YAML file: the first argument is an override
+        overrides.insert(0, args.config)
+        args.config = None
+    if args.skip_invalid:
+        overrides.append("data.skip_invalid=true")
+    if getattr(args, "force", False):
+        overrides.append("force=true")
+    command = COMMANDS[args.command]
+    try:
+        cfg = load_config(command.config(), args.config, overrides)
+        command.run()(cfg)
+    except (ConfigError, DataError, ModelNotFoundError) as err:
+        print(f"rlhfkit {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,273 @@
+"""PPO for language models: policy, frozen reference, value model, frozen reward model.
+
+One step = one rollout batch:
+  1. sample a response per prompt with the policy (KV cache, temperature T, cut after the first EOS);
+  2. score prompt + response with the reward model (re-tokenised if its tokenizer differs), minus a
+     penalty for responses that never emitted EOS;
+  3. with no grad: old policy logprobs and reference logprobs (logits / T), and per-token values;
+  4. per-token rewards -beta * KL_t with the score added on the last token; GAE; whitened advantages;
+  5. ``ppo_epochs`` passes of clipped policy and value updates over shuffled minibatches;
+  6. update beta (fixed, or the adaptive controller of Ziegler et al. 2019).
+
+Implementation details follow Huang et al. 2024, "The N+ implementation details of RLHF with PPO".
+
+Notation:
+    B  prompts per rollout (``batch_size``)
+    M  minibatch size
+    R  response length
+
+Python use::
+
+    from rlhfkit.trainers.ppo import PPOConfig, train_ppo
+    summary = train_ppo(PPOConfig(policy="runs/sft", reward_model="runs/reward", steps=10))
+    # or with a programmatic reward (no reward model; the value model must then be given):
+    train_ppo(PPOConfig(policy=..., value_model=..., reward_model=None), reward_fn=my_fn)
+
+CLI: ``rlhfkit ppo [config.yaml] [key=value ...]``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from tqdm.auto import tqdm
+
+from rlhfkit.algos import (
+    AdaptiveKLController,
+    FixedKLController,
+    compute_gae,
+    kl_shaped_rewards,
+    masked_whiten,
+)
+from rlhfkit.config import option
+from rlhfkit.data import Prompt, load_prompts
+from rlhfkit.losses import kl_estimate, masked_mean, ppo_policy_loss, ppo_value_loss
+from rlhfkit.models.loading import load_policy, load_reward_model, load_tokenizer
+from rlhfkit.models.logprobs import response_logprobs
+from rlhfkit.models.reward import load_reward_tokenizer, score_texts
+from rlhfkit.models.value import ValueModel
+from rlhfkit.rollout.sampling import Rollout, rollout
+from rlhfkit.trainers.common import (
+    DataConfig,
+    MetricsLog,
+    batches,
+    load_split,
+    make_optimizer,
+    save_model,
+    setup_torch,
+)
+
+RewardFn = Callable[[list[Prompt], list[str]], list[float]]
+
+
+@dataclass
+class PPOConfig:
+    """PPO with a learned reward model and a KL penalty to a frozen reference policy."""
+
+    policy: str = option("smollm2-135m-instruct", "policy to train (usually the SFT output)")
+    reference: str | None = option(None, "frozen reference policy for the KL penalty (default: policy)")
+    reward_model: str | None = option("runs/reward", "reward model folder (None when reward_fn is given)")
+    value_model: str | None = option(None, "value model init (default: the reward model)")
+    output_dir: str = option("runs/ppo", "where the trained policy is saved")
+    data: DataConfig = option(DataConfig, "prompts (prompt-only or preference files)")
+    use_chat_template: bool = option(True, "render prompts with the policy tokenizer's chat template")
+    steps: int = option(8, "rollout batches (each followed by ppo_epochs of updates)")
+    batch_size: int = option(8, "prompts per rollout")
+    mini_batch_size: int = option(4, "sequences per gradient step")
+    ppo_epochs: int = option(4, "passes over each rollout batch")
+    max_prompt_length: int = option(128, "prompt tokens kept (from the end)")
+    max_new_tokens: int = option(48, "response tokens sampled at most")
+    temperature: float = option(0.7, "sampling temperature; logprobs use logits / temperature too")
+    top_k: int = option(0, "sample among the k most likely tokens (0: all)")
+    top_p: float = option(1.0, "nucleus sampling mass")
+    lr: float = option(3e-6, "policy learning rate")
+    value_lr: float = option(1e-5, "value model learning rate")
+    kl_coef: float = option(0.05, "beta: weight of the per-token KL penalty (initial value if adaptive)")
+    kl_estimator: Literal["k1", "k3"] = option("k1", "per-token KL estimator (Schulman 2020)")
+    adaptive_kl: bool = option(False, "adapt beta towards kl_target (Ziegler et al. 2019)")
+    kl_target: float = option(6.0, "target KL per sequence (nats) for the adaptive controller")
+    kl_horizon: int = option(10000, "horizon of the adaptive controller, in sequences")
+    gamma: float = option(1.0, "GAE discount")
+    lam: float = option(0.95, "GAE lambda")
+    clip_eps: float = option(0.2, "policy ratio clip range")
+    value_clip_eps: float = option(0.2, "value clip range")
+    whiten_advantages: bool = option(True, "whiten advantages over the batch (masked)")
+    missing_eos_penalty: float = option(1.0, "subtracted from the score of responses with no EOS")
+    reward_max_length: int = option(256, "reward/value model tokens per dialogue (cut from the left)")
+    max_grad_norm: float = option(1.0, "gradient clipping norm")
+    seed: int = option(0, "seed for prompt order and sampling")
+    dtype: str = option("float32", "float32, bfloat16 or float16")
+    threads: int | None = option(None, "CPU threads (default: all cores)")
+
+    def __post_init__(self):
+        if self.batch_size % self.mini_batch_size:
+            raise ValueError("batch_size must be a multiple of mini_batch_size")
+        if self.temperature <= 0:
+            raise ValueError("temperature must be > 0: PPO needs sampled responses and their logprobs")
+
+
+class Scorer:
+    """Scores rollouts with a reward model or a Python function ``fn(prompts, completions)``."""
+
+    def __init__(self, cfg: PPOConfig, reward_fn: RewardFn | None):
+        if reward_fn is None and cfg.reward_model is None:
+            raise ValueError("PPO needs a reward: set reward_model or pass reward_fn")
+        self.fn = reward_fn
+        self.max_length = cfg.reward_max_length
+        if reward_fn is None:
+            self.model = load_reward_model(cfg.reward_model, cfg.dtype)
+            self.tokenizer = load_reward_tokenizer(cfg.reward_model)
+
+    def __call__(self, ro: Rollout) -> torch.Tensor:
+        if self.fn is None:
+            return score_texts(self.model, self.tokenizer, ro.reward_texts(), self.max_length)
+        scores = self.fn(ro.prompts, ro.response_texts)
+        if len(scores) != len(ro.prompts):
+            raise ValueError(f"reward_fn returned {len(scores)} scores for {len(ro.prompts)} completions")
+        return torch.tensor(scores, dtype=torch.float32)
+
+
+def train_ppo(cfg: PPOConfig, reward_fn: RewardFn | None = None) -> dict:
+    """Run PPO and save the policy to ``cfg.output_dir``; returns the run's summary.
+
+    Raises:
+        ValueError: no reward source, or no value model to initialise from.
+        rlhfkit.data.DataError: bad prompt data (unless ``data.skip_invalid``).
+        rlhfkit.models.loading.ModelNotFoundError: a model cannot be found.
+    """
+    setup_torch(cfg.seed, cfg.threads)
+    prompts, _ = load_split(cfg.data, load_prompts)
+    value_init = cfg.value_model or cfg.reward_model
+    if value_init is None:
+        raise ValueError("PPO needs a value model: set value_model (or reward_model to initialise it from)")
+    tokenizer = load_tokenizer(cfg.policy)
+    policy = load_policy(cfg.policy, cfg.dtype)
+    reference = load_policy(cfg.reference or cfg.policy, cfg.dtype, trainable=False)
+    scorer = Scorer(cfg, reward_fn)
+    value = ValueModel(
+        load_reward_model(value_init, cfg.dtype, trainable=True, causal=True),
+        load_reward_tokenizer(value_init),
+        cfg.reward_max_length,
+    )
+    updates = cfg.steps * cfg.ppo_epochs * (cfg.batch_size // cfg.mini_batch_size)
+    policy_opt, _ = make_optimizer(policy.parameters(), cfg.lr, 0.0, 0, updates)
+    value_opt, _ = make_optimizer(value.parameters(), cfg.value_lr, 0.0, 0, updates)
+    if cfg.adaptive_kl:
+        kl_ctl = AdaptiveKLController(cfg.kl_coef, cfg.kl_target, cfg.kl_horizon)
+    else:
+        kl_ctl = FixedKLController(cfg.kl_coef)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    stream = batches([p.prompt for p in prompts], cfg.batch_size, cfg.seed)
+    log = MetricsLog(cfg.output_dir)
+
+    progress = tqdm(range(1, cfg.steps + 1), desc="ppo", unit="rollout")
+    for step in progress:
+        # 1-2. rollout and score
+        clock = [time.perf_counter()]
+        ro = rollout(
+            policy,
+            tokenizer,
+            next(stream),
+            cfg.max_prompt_length,
+            cfg.max_new_tokens,
+            cfg.temperature,
+            cfg.use_chat_template,
+            cfg.top_k,
+            cfg.top_p,
+            generator,
+        )
+        clock.append(time.perf_counter())
+        scores = scorer(ro)  # (B,)
+        penalised = scores - cfg.missing_eos_penalty * (~ro.has_eos).float()
+        mask = ro.response_mask.float()  # (B, R)
+        seqs = (ro.query_ids, ro.query_mask, ro.response_ids, ro.response_mask)
+
+        # 3. old logprobs, reference logprobs, values
+        venc = value.encode(ro.reward_texts(), ro.reward_text_starts(), width=mask.size(1))
+        with torch.no_grad():
+            old_logprobs, _ = response_logprobs(policy, *seqs, temperature=cfg.temperature)
+            ref_logprobs, _ = response_logprobs(reference, *seqs, temperature=cfg.temperature)
+            old_values = value(**venc) * mask  # (B, R)
+        clock.append(time.perf_counter())
+
+        # 4. KL-shaped rewards, GAE, whitening
+        kl = kl_estimate(old_logprobs, ref_logprobs, cfg.kl_estimator) * mask  # (B, R)
+        rewards = kl_shaped_rewards(penalised, kl, mask, kl_ctl.beta)
+        advantages, returns = compute_gae(rewards, old_values, mask, cfg.gamma, cfg.lam)
+        if cfg.whiten_advantages:
+            advantages = masked_whiten(advantages, mask)
+
+        # 5. PPO epochs
+        stats: dict[str, list[float]] = {}
+        for _ in range(cfg.ppo_epochs):
+            for idx in torch.randperm(cfg.batch_size, generator=generator).split(cfg.mini_batch_size):
+                logprobs, entropy = response_logprobs(
+                    policy, *(t[idx] for t in seqs), temperature=cfg.temperature, with_entropy=True
+                )
+                pg_loss, pg_metrics = ppo_policy_loss(
+                    logprobs, old_logprobs[idx], advantages[idx], mask[idx], cfg.clip_eps
+                )
+                _step(pg_loss, policy, policy_opt, cfg.max_grad_norm)
+                values = value(**{k: v[idx] for k, v in venc.items()})
+                vf_loss, vf_metrics = ppo_value_loss(
+                    values, old_values[idx], returns[idx], mask[idx], cfg.value_clip_eps
+                )
+                _step(vf_loss, value, value_opt, cfg.max_grad_norm)
+                for key, val in {
+                    "policy_loss": pg_loss,
+                    "value_loss": vf_loss,
+                    "entropy": masked_mean(entropy, mask[idx]),
+                    **pg_metrics,
+                    **vf_metrics,
+                }.items():
+                    stats.setdefault(key, []).append(float(val.detach()))
+
+        clock.append(time.perf_counter())
+        phases = ("rollout", "score_ref_value", "update")
+        timing = {f"time_{k}": b - a for k, a, b in zip(phases, clock, clock[1:], strict=True)}
+
+        # 6. KL controller
+        kl_per_seq = kl.sum(1).mean().item()
+        beta = kl_ctl.beta
+        kl_ctl.update(kl_per_seq, cfg.batch_size)
+        row = log.log(
+            step,
+            {
+                "score": scores.mean(),
+                "score_std": scores.std() if len(scores) > 1 else 0.0,
+                "kl": kl_per_seq,
+                "beta": beta,
+                "non_score_reward": (-beta * kl).sum(1).mean(),
+                "response_length": ro.lengths.float().mean(),
+                "no_eos_frac": (~ro.has_eos).float().mean(),
+                **{k: sum(v) / len(v) for k, v in stats.items()},
+                **timing,
+            },
+        )
+        progress.set_postfix(score=f"{row['score']:.3f}", kl=f"{row['kl']:.2f}")
+
+    policy.eval()
+    first, last = log.rows[0], log.rows[-1]
+    summary = {
+        "stage": "ppo",
+        "steps": cfg.steps,
+        "score_first": first["score"],
+        "score_last": last["score"],
+        "kl_last": last["kl"],
+        "response_length_last": last["response_length"],
+    }
+    save_model(policy, tokenizer, cfg.output_dir, cfg, summary)
+    return summary
+
+
+def _step(
+    loss: torch.Tensor, model: torch.nn.Module, optimizer: torch.optim.Optimizer, max_norm: float
+) -> None:
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)

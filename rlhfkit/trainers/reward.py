@@ -1,0 +1,136 @@
+"""Reward-model training on preference pairs with the Bradley-Terry loss.
+
+The reward model reads the full dialogue string, prompt + response, exactly as HH-RLHF holds it
+(:func:`rlhfkit.data.join_prompt_response`), truncated from the left. It is saved so that
+``AutoModelForSequenceClassification.from_pretrained(output_dir)`` loads it and its single logit is the
+reward.
+
+Python use::
+
+    from rlhfkit.trainers.reward import RewardConfig, train_reward
+    summary = train_reward(RewardConfig(model="minilm-l6", output_dir="runs/my-rm"))
+    print(summary["eval_accuracy"])
+
+CLI: ``rlhfkit reward [config.yaml] [key=value ...]``.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+
+import torch
+from tqdm.auto import tqdm
+
+from rlhfkit.config import option
+from rlhfkit.data import PreferencePair, join_prompt_response, load_preferences
+from rlhfkit.losses import bradley_terry_loss
+from rlhfkit.models.loading import load_reward_model
+from rlhfkit.models.reward import load_reward_tokenizer, reward_scores, score_texts
+from rlhfkit.trainers.common import (
+    DataConfig,
+    MetricsLog,
+    batches,
+    load_split,
+    make_optimizer,
+    save_model,
+    setup_torch,
+)
+
+
+@dataclass
+class RewardConfig:
+    """Reward model = backbone + scalar head, trained on {prompt, chosen, rejected} pairs."""
+
+    model: str = option("minilm-l6", "backbone: built-in name, local folder or hub id (encoder or causal LM)")
+    output_dir: str = option("runs/reward", "where the reward model is saved")
+    data: DataConfig = option(DataConfig, "preference pairs")
+    max_length: int = option(256, "tokens per dialogue (the start of long dialogues is cut)")
+    batch_size: int = option(16, "pairs per optimizer step")
+    epochs: int = option(1, "passes over the training pairs (unless max_steps is set)")
+    max_steps: int | None = option(None, "optimizer steps; overrides epochs")
+    lr: float = option(3e-5, "AdamW learning rate")
+    weight_decay: float = option(0.0, "AdamW weight decay")
+    warmup_steps: int = option(0, "linear warmup steps")
+    max_grad_norm: float = option(1.0, "gradient clipping norm")
+    eval_batch_size: int = option(32, "dialogues per evaluation forward pass")
+    seed: int = option(0, "seed for batching")
+    dtype: str = option("float32", "float32, bfloat16 or float16")
+    threads: int | None = option(None, "CPU threads (default: all cores)")
+
+    def __post_init__(self):
+        if self.batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+
+
+def _texts(pairs: list[PreferencePair]) -> tuple[list[str], list[str]]:
+    chosen = [join_prompt_response(p.prompt, p.chosen) for p in pairs]
+    rejected = [join_prompt_response(p.prompt, p.rejected) for p in pairs]
+    return chosen, rejected
+
+
+def evaluate_pairs(model, tokenizer, pairs: list[PreferencePair], max_length: int, batch_size: int) -> dict:
+    """Pair accuracy (share with r_chosen > r_rejected) and mean margin on ``pairs``."""
+    chosen, rejected = _texts(pairs)
+    r_c = score_texts(model, tokenizer, chosen, max_length, batch_size)
+    r_r = score_texts(model, tokenizer, rejected, max_length, batch_size)
+    _, metrics = bradley_terry_loss(r_c, r_r)
+    return {"accuracy": metrics["accuracy"].item(), "margin": metrics["margin"].item(), "pairs": len(pairs)}
+
+
+def train_reward(cfg: RewardConfig) -> dict:
+    """Train a reward model and save it to ``cfg.output_dir``; returns the run's summary.
+
+    The summary holds held-out pair accuracy and mean margin before and after training.
+
+    Raises:
+        rlhfkit.data.DataError: bad preference data (unless ``data.skip_invalid``).
+        rlhfkit.models.loading.ModelNotFoundError: ``cfg.model`` cannot be found.
+    """
+    setup_torch(cfg.seed, cfg.threads)
+    train, held_out = load_split(cfg.data, functools.partial(load_preferences, format=cfg.data.format))
+    tokenizer = load_reward_tokenizer(cfg.model)
+    model = load_reward_model(cfg.model, cfg.dtype, trainable=True)
+
+    def evaluate():
+        if not held_out:
+            return {}
+        return evaluate_pairs(model, tokenizer, held_out, cfg.max_length, cfg.eval_batch_size)
+
+    before = evaluate()
+    steps = cfg.max_steps or cfg.epochs * math.ceil(len(train) / cfg.batch_size)
+    optimizer, scheduler = make_optimizer(
+        model.parameters(), cfg.lr, cfg.weight_decay, cfg.warmup_steps, steps
+    )
+    log = MetricsLog(cfg.output_dir)
+    stream = batches(train, min(cfg.batch_size, len(train)), cfg.seed)
+    model.train()
+    progress = tqdm(range(1, steps + 1), desc="reward", unit="step")
+    for step in progress:
+        pairs = next(stream)
+        chosen, rejected = _texts(pairs)
+        rewards = reward_scores(model, tokenizer, chosen + rejected, cfg.max_length)  # (2B,)
+        margin = torch.tensor([p.margin or 0.0 for p in pairs])
+        loss, metrics = bradley_terry_loss(rewards[: len(pairs)], rewards[len(pairs) :], margin)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        row = log.log(step, {"loss": loss, **metrics, "grad_norm": grad_norm})
+        progress.set_postfix(loss=f"{row['loss']:.3f}", acc=f"{row['accuracy']:.2f}")
+
+    model.eval()
+    after = evaluate()
+    summary = {
+        "stage": "reward",
+        "steps": steps,
+        "train_pairs": len(train),
+        "eval_pairs": len(held_out),
+        "eval_accuracy_before": before.get("accuracy"),
+        "eval_accuracy": after.get("accuracy"),
+        "eval_margin": after.get("margin"),
+    }
+    save_model(model, tokenizer, cfg.output_dir, cfg, summary)
+    return summary

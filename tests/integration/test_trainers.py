@@ -1,0 +1,159 @@
+"""Every trainer runs real steps on tiny local models, and its metric moves the right way."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+
+from rlhfkit.eval.evaluate import EvalConfig, evaluate
+from rlhfkit.trainers.common import DataConfig
+from rlhfkit.trainers.ppo import PPOConfig, train_ppo
+from rlhfkit.trainers.reward import RewardConfig, train_reward
+from rlhfkit.trainers.sft import SFTConfig, train_sft
+
+
+def _data(path, **kw) -> DataConfig:
+    return DataConfig(path=str(path), eval_fraction=0.25, **kw)
+
+
+def test_sft_lowers_the_held_out_response_loss(tiny_policy_dir, toy_preferences, tmp_path):
+    out = tmp_path / "sft"
+    summary = train_sft(
+        SFTConfig(
+            model=str(tiny_policy_dir),
+            output_dir=str(out),
+            data=_data(toy_preferences),
+            max_steps=30,
+            batch_size=8,
+            lr=2e-3,
+            threads=2,
+        )
+    )
+    assert summary["eval_nll"] < summary["eval_nll_before"] - 0.5
+    assert summary["train_loss_last"] < summary["train_loss_first"]
+    # the saved policy is a plain transformers model
+    model = AutoModelForCausalLM.from_pretrained(out)
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    assert model.config.vocab_size == len(tokenizer)
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 30 and "loss" in json.loads(lines[0])
+
+
+def test_reward_training_raises_pair_accuracy(tiny_reward_dir, toy_hh_file, tmp_path):
+    out = tmp_path / "rm"
+    summary = train_reward(
+        RewardConfig(
+            model=str(tiny_reward_dir),
+            output_dir=str(out),
+            data=_data(toy_hh_file),
+            max_steps=40,
+            batch_size=8,
+            lr=2e-3,
+            threads=2,
+        )
+    )
+    assert summary["eval_accuracy"] >= 0.9
+    assert summary["eval_accuracy"] > summary["eval_accuracy_before"]
+    # the saved reward model loads in plain transformers; its single logit is the reward
+    model = AutoModelForSequenceClassification.from_pretrained(out)
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    good = "\n\nHuman: Is it nice?\n\nAssistant: Yes, it is good."
+    bad = "\n\nHuman: Is it nice?\n\nAssistant: No, it is bad."
+    with torch.no_grad():
+        logits = model(**tokenizer([good, bad], return_tensors="pt", padding=True)).logits
+    assert logits.shape == (2, 1)
+    assert logits[0, 0] > logits[1, 0]
+
+
+def _count_a(prompts, completions):
+    """Toy reward: how many times the letter 'a' appears in the completion."""
+    return [float(c.count("a")) for c in completions]
+
+
+def test_ppo_raises_a_toy_reward_with_finite_kl(tiny_policy_dir, tiny_reward_dir, toy_preferences, tmp_path):
+    cfg = PPOConfig(
+        policy=str(tiny_policy_dir),
+        reward_model=None,
+        value_model=str(tiny_reward_dir),
+        output_dir=str(tmp_path / "ppo"),
+        data=_data(toy_preferences),
+        steps=30,
+        batch_size=8,
+        mini_batch_size=4,
+        ppo_epochs=2,
+        max_new_tokens=12,
+        temperature=1.0,
+        lr=3e-3,
+        value_lr=3e-3,
+        kl_coef=0.02,
+        missing_eos_penalty=0.0,
+        threads=2,
+    )
+    summary = train_ppo(cfg, reward_fn=_count_a)
+    rows = [json.loads(line) for line in (tmp_path / "ppo" / "metrics.jsonl").read_text().splitlines()]
+    first = sum(r["score"] for r in rows[:5]) / 5
+    last = sum(r["score"] for r in rows[-5:]) / 5
+    assert last > first + 1.0
+    assert all(torch.isfinite(torch.tensor(r["kl"])) for r in rows)
+    assert summary["kl_last"] > 0  # the policy moved away from the reference
+    for key in ("score", "kl", "entropy", "policy_loss", "value_loss", "clip_frac", "response_length"):
+        assert key in rows[0]
+    AutoModelForCausalLM.from_pretrained(tmp_path / "ppo")
+
+
+@pytest.fixture(scope="module")
+def ppo_with_bert_reward(tiny_policy_dir, tiny_bert_reward_dir, toy_preferences, tmp_path_factory):
+    """A short PPO run whose reward and value models use a different tokenizer than the policy."""
+    out = tmp_path_factory.mktemp("ppo_bert") / "ppo"
+    cfg = PPOConfig(
+        policy=str(tiny_policy_dir),
+        reward_model=str(tiny_bert_reward_dir),
+        output_dir=str(out),
+        data=_data(toy_preferences),
+        steps=2,
+        batch_size=4,
+        mini_batch_size=2,
+        ppo_epochs=1,
+        max_new_tokens=8,
+        adaptive_kl=True,
+        kl_estimator="k3",
+        threads=2,
+    )
+    return out, train_ppo(cfg)
+
+
+def test_ppo_with_a_reward_model_of_another_tokenizer(ppo_with_bert_reward):
+    out, summary = ppo_with_bert_reward
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 2
+    assert all(torch.isfinite(torch.tensor([r["score"], r["kl"], r["value_loss"]])).all() for r in rows)
+    assert rows[1]["beta"] != rows[0]["beta"]  # the adaptive controller moved beta
+
+
+def test_eval_reports_a_win_rate(
+    ppo_with_bert_reward, tiny_policy_dir, tiny_bert_reward_dir, toy_preferences, tmp_path
+):
+    ppo_dir, _ = ppo_with_bert_reward
+    summary = evaluate(
+        EvalConfig(
+            baseline=str(tiny_policy_dir),
+            policies=[str(ppo_dir)],
+            reward_model=str(tiny_bert_reward_dir),
+            output_dir=str(tmp_path / "eval"),
+            data=_data(toy_preferences),
+            num_prompts=8,
+            max_new_tokens=8,
+            batch_size=4,
+            n_boot=200,
+            threads=2,
+        )
+    )
+    assert summary["prompts"] == 8
+    row = summary["policies"]["ppo"]
+    assert 0.0 <= row["win_low"] <= row["win_rate"] <= row["win_high"] <= 1.0
+    assert summary["policies"][tiny_policy_dir.name]["kl"] == pytest.approx(0.0, abs=1e-4)  # reference itself
+    samples = [json.loads(line) for line in (tmp_path / "eval" / "samples.jsonl").read_text().splitlines()]
+    assert len(samples) == 8 and set(samples[0]) == {"prompt", tiny_policy_dir.name, "ppo"}
