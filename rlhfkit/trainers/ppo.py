@@ -228,7 +228,7 @@ def train_ppo(cfg: PPOConfig, reward_fn: RewardFn | None = None) -> dict:
 
         clock.append(time.perf_counter())
         phases = ("rollout", "score_ref_value", "update")
-        timing = {f"time_{k}": b - a for k, a, b in zip(phases, clock, clock[1:], strict=True)}
+        timing = {f"time_{k}": b - a for k, a, b in zip(phases, clock[:-1], clock[1:], strict=True)}
 
         # 6. KL controller
         kl_per_seq = kl.sum(1).mean().item()
