@@ -16,6 +16,8 @@ Notation:
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -55,7 +57,8 @@ class ValueModel(nn.Module):
         if not tokenizer.is_fast:
             raise ValueError("the value model needs a fast tokenizer (character offsets)")
         self.model = model
-        self.tokenizer = tokenizer
+        self.tokenizer = copy.copy(tokenizer)
+        self.tokenizer.truncation_side = "left"  # keep the response, the end of the dialogue
         self.max_length = max_length
 
     def encode(
@@ -75,6 +78,7 @@ class ValueModel(nn.Module):
             truncation=True,
             max_length=self.max_length,
             padding=True,
+            padding_side="right",
             return_offsets_mapping=True,
             return_special_tokens_mask=True,
             return_tensors="pt",
@@ -88,12 +92,8 @@ class ValueModel(nn.Module):
             # special tokens carry (0, 0): give them the end of the text before them, so ends stay sorted
             ends[special] = 0
             ends = torch.cummax(ends, dim=0).values
-            if self.tokenizer.padding_side == "left":
-                offset = enc["attention_mask"].size(1) - length
-            else:
-                offset = 0
             index = torch.searchsorted(ends, torch.tensor(starts), right=True) - 1
-            positions[row, : len(starts)] = index.clamp_min(0) + offset
+            positions[row, : len(starts)] = index.clamp_min(0)
         return {
             "input_ids": enc["input_ids"],
             "attention_mask": enc["attention_mask"],

@@ -50,6 +50,7 @@ class SFTConfig:
     weight_decay: float = option(0.0, "AdamW weight decay")
     warmup_steps: int = option(0, "linear warmup steps")
     max_grad_norm: float = option(1.0, "gradient clipping norm")
+    eval_examples: int | None = option(64, "held-out examples scored before and after training (None: all)")
     eval_batch_size: int = option(8, "examples per evaluation forward pass")
     seed: int = option(0, "seed for batching and initialisation")
     dtype: str = option("float32", "float32, bfloat16 or float16")
@@ -94,7 +95,7 @@ def train_sft(cfg: SFTConfig) -> dict:
             for ex in examples
         ]
 
-    train_enc, eval_enc = encode(train), encode(held_out)
+    train_enc, eval_enc = encode(train), encode(held_out[: cfg.eval_examples])
     steps = cfg.max_steps or cfg.epochs * math.ceil(len(train_enc) / cfg.batch_size)
     optimizer, scheduler = make_optimizer(
         model.parameters(), cfg.lr, cfg.weight_decay, cfg.warmup_steps, steps
