@@ -45,3 +45,30 @@ def score_texts(
         for i in range(0, len(texts), batch_size)
     ]
     return torch.cat(scores).cpu()
+
+
+@torch.no_grad()
+def normalize_reward_head(model: PreTrainedModel, mean: float, std: float) -> bool:
+    """Rescale the scalar head in place so rewards become ``(r - mean) / std``.
+
+    Ziegler et al. 2019 (Sec. 2.2) normalise the reward model so that its outputs have mean 0 and
+    variance 1; PPO's KL coefficient and missing-EOS penalty are then in units of reward std.
+    The head is the last ``nn.Linear`` with one output. A head without a bias (Llama's ``score``) can only
+    be scaled, not shifted: then the mean stays at ``mean / std``.
+
+    Returns:
+        True if the mean was removed too (the head has a bias).
+    Raises:
+        ValueError: ``std`` is not positive, or the model has no one-output linear layer.
+    """
+    if not std > 0:
+        raise ValueError(f"cannot normalise rewards with std {std}")
+    heads = [m for m in model.modules() if isinstance(m, torch.nn.Linear) and m.out_features == 1]
+    if not heads:
+        raise ValueError(f"{type(model).__name__} has no one-output linear head to normalise")
+    head = heads[-1]
+    head.weight.div_(std)
+    if head.bias is None:
+        return False
+    head.bias.sub_(mean).div_(std)
+    return True

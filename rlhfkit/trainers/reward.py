@@ -27,7 +27,7 @@ from rlhfkit.config import option
 from rlhfkit.data import PreferencePair, join_prompt_response, load_preferences
 from rlhfkit.losses import bradley_terry_loss
 from rlhfkit.models.loading import load_reward_model
-from rlhfkit.models.reward import load_reward_tokenizer, reward_scores, score_texts
+from rlhfkit.models.reward import load_reward_tokenizer, normalize_reward_head, reward_scores, score_texts
 from rlhfkit.trainers.common import (
     DataConfig,
     MetricsLog,
@@ -54,6 +54,11 @@ class RewardConfig:
     weight_decay: float = option(0.0, "AdamW weight decay")
     warmup_steps: int = option(0, "linear warmup steps")
     max_grad_norm: float = option(1.0, "gradient clipping norm")
+    normalize: bool = option(
+        True,
+        "after training, rescale the head so training responses score mean 0, std 1 (Ziegler et al. 2019)",
+    )
+    normalize_samples: int = option(256, "training pairs whose responses set that mean and std")
     eval_batch_size: int = option(32, "dialogues per evaluation forward pass")
     seed: int = option(0, "seed for batching")
     dtype: str = option("float32", "float32, bfloat16 or float16")
@@ -79,10 +84,20 @@ def evaluate_pairs(model, tokenizer, pairs: list[PreferencePair], max_length: in
     return {"accuracy": metrics["accuracy"].item(), "margin": metrics["margin"].item(), "pairs": len(pairs)}
 
 
+def _normalize(model, tokenizer, pairs: list[PreferencePair], cfg: RewardConfig) -> dict:
+    """Make the rewards of ``pairs``' responses mean 0, std 1; returns what was measured."""
+    chosen, rejected = _texts(pairs)
+    scores = score_texts(model, tokenizer, chosen + rejected, cfg.max_length, cfg.eval_batch_size)
+    mean, std = scores.mean().item(), scores.std().item()
+    centred = normalize_reward_head(model, mean, std)
+    return {"normalized_from_mean": mean, "normalized_from_std": std, "normalized_mean_removed": centred}
+
+
 def train_reward(cfg: RewardConfig) -> dict:
     """Train a reward model and save it to ``cfg.output_dir``; returns the run's summary.
 
-    The summary holds held-out pair accuracy and mean margin before and after training.
+    The summary holds held-out pair accuracy and mean margin before and after training (the margin after
+    normalisation, in units of reward std, when ``cfg.normalize``).
 
     Raises:
         rlhfkit.data.DataError: bad preference data (unless ``data.skip_invalid``).
@@ -122,6 +137,7 @@ def train_reward(cfg: RewardConfig) -> dict:
         progress.set_postfix(loss=f"{row['loss']:.3f}", acc=f"{row['accuracy']:.2f}")
 
     model.eval()
+    norm = _normalize(model, tokenizer, train[: cfg.normalize_samples], cfg) if cfg.normalize else {}
     after = evaluate()
     summary = {
         "stage": "reward",
@@ -131,6 +147,7 @@ def train_reward(cfg: RewardConfig) -> dict:
         "eval_accuracy_before": before.get("accuracy"),
         "eval_accuracy": after.get("accuracy"),
         "eval_margin": after.get("margin"),
+        **norm,
     }
     save_model(model, tokenizer, cfg.output_dir, cfg, summary)
     return summary

@@ -57,6 +57,7 @@ def test_reward_training_raises_pair_accuracy(tiny_reward_dir, toy_hh_file, tmp_
     )
     assert summary["eval_accuracy"] >= 0.9
     assert summary["eval_accuracy"] > summary["eval_accuracy_before"]
+    assert summary["normalized_from_std"] > 0  # the head was rescaled to unit std on training responses
     # the saved reward model loads in plain transformers; its single logit is the reward
     model = AutoModelForSequenceClassification.from_pretrained(out)
     tokenizer = AutoTokenizer.from_pretrained(out)
