@@ -13,7 +13,9 @@ from dataclasses import dataclass
 
 from rlhfkit.config import ConfigError, describe_config, load_config
 from rlhfkit.data import DataError
+from rlhfkit.feedback.cli import add_annotate_parser, run_annotate
 from rlhfkit.models.loading import ModelNotFoundError
+from rlhfkit.rewards.sources import RewardError
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,24 @@ def _ppo():
     from rlhfkit.trainers import ppo
 
     return ppo
+
+
+def _grpo():
+    from rlhfkit.trainers import grpo
+
+    return grpo
+
+
+def _rloo():
+    from rlhfkit.trainers import rloo
+
+    return rloo
+
+
+def _dpo():
+    from rlhfkit.trainers import dpo
+
+    return dpo
 
 
 def _eval():
@@ -69,6 +89,21 @@ COMMANDS = {
         lambda: _ppo().PPOConfig,
         lambda: _ppo().train_ppo,
     ),
+    "grpo": Command(
+        "GRPO: G samples per prompt, group-normalised advantages, no value model",
+        lambda: _grpo().GRPOConfig,
+        lambda: _grpo().train_grpo,
+    ),
+    "rloo": Command(
+        "RLOO: k samples per prompt, leave-one-out baseline, REINFORCE",
+        lambda: _rloo().RLOOConfig,
+        lambda: _rloo().train_rloo,
+    ),
+    "dpo": Command(
+        "DPO and its family (ipo, robust, hinge, simpo) on preference pairs: no reward model, no sampling",
+        lambda: _dpo().DPOConfig,
+        lambda: _dpo().train_dpo,
+    ),
     "eval": Command(
         "win rate, score and KL of tuned policies against a baseline",
         lambda: _eval().EvalConfig,
@@ -86,6 +121,7 @@ EXAMPLES = """examples:
   rlhfkit sft configs/hh-demo-sft.yaml max_steps=5      # one stage, with an override
   rlhfkit reward model=minilm-l6 data.path=pairs.jsonl --skip-invalid
   rlhfkit eval baseline=runs/hh-demo/sft 'policies=[runs/hh-demo/ppo]'
+  rlhfkit grpo configs/hh-grpo.yaml steps=2              # GRPO on the demo's SFT policy
   rlhfkit ppo --help                                    # every key of a stage, with defaults
 """
 
@@ -121,11 +157,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, command in COMMANDS.items():
         _add_command(sub, name, command)
+    add_annotate_parser(sub)  # `annotate` has subcommands of its own, not a config dataclass
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "annotate":
+        return run_annotate(args)
     overrides = list(args.overrides)
     if args.config and "=" in args.config:  # no YAML file: the first argument is an override
         overrides.insert(0, args.config)
@@ -138,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = load_config(command.config(), args.config, overrides)
         command.run()(cfg)
-    except (ConfigError, DataError, ModelNotFoundError) as err:
+    except (ConfigError, DataError, ModelNotFoundError, RewardError) as err:
         print(f"rlhfkit {args.command}: error: {err}", file=sys.stderr)
         return 2
     return 0

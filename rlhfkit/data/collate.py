@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from rlhfkit.data.records import Prompt, SFTExample
+from rlhfkit.data.records import PreferencePair, Prompt, SFTExample
 from rlhfkit.data.templates import render_prompt, render_response
 
 
@@ -68,3 +68,20 @@ def collate_sft(encoded: list[tuple[list[int], list[int]]], pad_id: int) -> dict
     input_ids, attention_mask = pad_sequences([ids for ids, _ in encoded], pad_id)
     loss_mask, _ = pad_sequences([mask for _, mask in encoded], 0)
     return {"input_ids": input_ids, "attention_mask": attention_mask, "loss_mask": loss_mask}
+
+
+def encode_pair(
+    tokenizer: Any, pair: PreferencePair, max_length: int, max_prompt_length: int, use_chat_template: bool
+) -> tuple[tuple[list[int], list[int]], tuple[list[int], list[int]]]:
+    """(chosen, rejected), each (input ids, loss mask) as :func:`encode_sft` makes them, same prompt."""
+    lengths = (max_length, max_prompt_length, use_chat_template)
+    return (
+        encode_sft(tokenizer, SFTExample(pair.prompt, pair.chosen), *lengths),
+        encode_sft(tokenizer, SFTExample(pair.prompt, pair.rejected), *lengths),
+    )
+
+
+def collate_pairs(encoded: list[tuple[tuple, tuple]], pad_id: int) -> dict[str, torch.Tensor]:
+    """Stack B encoded pairs as 2B right-padded rows, all chosen first then all rejected:
+    ``input_ids``, ``attention_mask``, ``loss_mask``, each (2B, T). Row b and row B + b are one pair."""
+    return collate_sft([chosen for chosen, _ in encoded] + [rejected for _, rejected in encoded], pad_id)

@@ -88,3 +88,37 @@ def response_logprobs(
     logprobs = token_logprobs(logits, response_ids, temperature)
     entropy = token_entropy(logits, temperature) if with_entropy else None
     return logprobs, entropy
+
+
+def sequence_logprobs(
+    model: PreTrainedModel,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    loss_mask: torch.Tensor,
+) -> torch.Tensor:
+    """Summed log-probabilities of the tokens marked by ``loss_mask``, one forward pass, right padding.
+
+    Each row is prompt + response + right padding (as :func:`rlhfkit.data.collate.collate_sft` builds
+    it); ``loss_mask`` is 1 on the response tokens. Logits are only built from the first response
+    position of the batch on (``logits_to_keep``), so the (B, T, V) logits of long prompts never exist.
+    The first token of a row has no prediction and is never counted.
+
+    Args:
+        input_ids, attention_mask, loss_mask: (B, T), right-padded.
+    Returns:
+        (B,) fp32 sums of log p(x_t | x_<t) over the masked tokens (with grad if the model has it).
+    """
+    mask = loss_mask.clone()
+    mask[:, 0] = 0
+    if not mask.any():
+        raise ValueError("sequence_logprobs: loss_mask selects no token after the first column")
+    first = int(mask.float().argmax(dim=1)[mask.any(dim=1)].min())  # earliest scored column, >= 1
+    out = model(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        logits_to_keep=input_ids.size(1) - first + 1,
+        use_cache=False,
+    )
+    logits = out.logits[:, :-1]  # (B, T - first, V): column j predicts input_ids[:, first + j]
+    logprobs = token_logprobs(logits, input_ids[:, first:])  # (B, T - first)
+    return (logprobs * mask[:, first:].to(logprobs.dtype)).sum(dim=1)

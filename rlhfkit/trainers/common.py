@@ -24,6 +24,7 @@ from rlhfkit.data import LoadReport, train_eval_split
 
 HH_DATA = "../shared/data/hh-rlhf/harmless-base-2000.jsonl.gz"
 SUMMARY = "summary.json"
+KEEP_SUBDIRS = ("checkpoints", "reference_cache")
 
 
 @dataclass
@@ -61,15 +62,21 @@ def setup_torch(seed: int, threads: int | None) -> None:
     torch.set_num_threads(threads or os.cpu_count() or 1)
 
 
-def batches(items: Sequence, batch_size: int, seed: int) -> Iterator[list]:
-    """Endless shuffled batches: each pass over ``items`` is a fresh permutation (``seed`` + pass)."""
-    epoch = 0
+def batches(items: Sequence, batch_size: int, seed: int, skip: int = 0) -> Iterator[list]:
+    """Endless shuffled batches: each pass over ``items`` is a fresh permutation (``seed`` + pass).
+
+    ``skip`` batches are passed over first, so a resumed run sees the same data as an uninterrupted one.
+    """
+    per_epoch = len(items) // batch_size
+    if per_epoch < 1:
+        raise ValueError(f"batch size {batch_size} is larger than the {len(items)} records")
+    epoch, start = divmod(skip, per_epoch)
     while True:
         order = list(range(len(items)))
         random.Random(seed + epoch).shuffle(order)
-        for start in range(0, len(order) - batch_size + 1, batch_size):
-            yield [items[i] for i in order[start : start + batch_size]]
-        epoch += 1
+        for first in range(start * batch_size, per_epoch * batch_size, batch_size):
+            yield [items[i] for i in order[first : first + batch_size]]
+        epoch, start = epoch + 1, 0
 
 
 def make_optimizer(
@@ -84,14 +91,21 @@ def make_optimizer(
 
 
 class MetricsLog:
-    """Appends one JSON object per step to ``<output_dir>/metrics.jsonl`` and keeps them in memory."""
+    """Appends one JSON object per step to ``<output_dir>/metrics.jsonl`` and keeps them in memory.
 
-    def __init__(self, output_dir: str | Path):
+    A resumed run (``resume_step > 0``) keeps the rows of steps up to ``resume_step`` and drops the rest
+    (steps logged after the checkpoint, which the resumed run will do again).
+    """
+
+    def __init__(self, output_dir: str | Path, resume_step: int = 0):
         self.path = Path(output_dir) / "metrics.jsonl"
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.write_text("")
         self.rows: list[dict[str, Any]] = []
-        self._start = time.time()
+        if resume_step and self.path.exists():
+            rows = [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+            self.rows = [r for r in rows if r["step"] <= resume_step]
+        self.path.write_text("".join(json.dumps(r) + "\n" for r in self.rows))
+        self._start = time.time() - (self.rows[-1]["time_s"] if self.rows else 0.0)
 
     def log(self, step: int, metrics: dict[str, Any]) -> dict[str, Any]:
         row = {"step": step, "time_s": round(time.time() - self._start, 2)}
@@ -111,13 +125,17 @@ def _plain(value: Any) -> Any:
 def atomic_save(save: Callable[[Path], None], output_dir: str | Path) -> Path:
     """Run ``save(tmp)`` into a temporary folder beside ``output_dir``, then rename it into place.
 
-    A crash mid-save leaves the previous ``output_dir`` (or nothing), never a half-written one.
+    A crash mid-save leaves the previous ``output_dir`` (or nothing), never a half-written one. Training
+    checkpoints and caches (``KEEP_SUBDIRS``) are carried over into the new folder.
     """
     target = Path(output_dir)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
         save(tmp)
+        for keep in KEEP_SUBDIRS:
+            if (target / keep).exists():
+                os.replace(target / keep, tmp / keep)
         if target.exists():
             old = target.with_name(f".{target.name}-old-{os.getpid()}")
             os.replace(target, old)

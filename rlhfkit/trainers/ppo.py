@@ -48,9 +48,10 @@ from rlhfkit.data import Prompt, load_prompts
 from rlhfkit.losses import kl_estimate, masked_mean, ppo_policy_loss, ppo_value_loss
 from rlhfkit.models.loading import load_policy, load_reward_model, load_tokenizer
 from rlhfkit.models.logprobs import response_logprobs
-from rlhfkit.models.reward import load_reward_tokenizer, score_texts
+from rlhfkit.models.reward import load_reward_tokenizer
 from rlhfkit.models.value import ValueModel
-from rlhfkit.rollout.sampling import Rollout, rollout
+from rlhfkit.rewards import CombinedReward, FunctionReward, ModelReward
+from rlhfkit.rollout.sampling import rollout
 from rlhfkit.trainers.common import (
     DataConfig,
     MetricsLog,
@@ -110,25 +111,20 @@ class PPOConfig:
             raise ValueError("temperature must be > 0: PPO needs sampled responses and their logprobs")
 
 
-class Scorer:
-    """Scores rollouts with a reward model or a Python function ``fn(prompts, completions)``."""
+def ppo_reward(cfg: PPOConfig, reward_fn: RewardFn | None) -> CombinedReward:
+    """PPO's reward: ``reward_fn`` when given (the reward model is then not loaded), else
+    ``cfg.reward_model``; a single source of weight 1, so the total is that source's score.
 
-    def __init__(self, cfg: PPOConfig, reward_fn: RewardFn | None):
-        if reward_fn is None and cfg.reward_model is None:
-            raise ValueError("PPO needs a reward: set reward_model or pass reward_fn")
-        self.fn = reward_fn
-        self.max_length = cfg.reward_max_length
-        if reward_fn is None:
-            self.model = load_reward_model(cfg.reward_model, cfg.dtype)
-            self.tokenizer = load_reward_tokenizer(cfg.reward_model)
-
-    def __call__(self, ro: Rollout) -> torch.Tensor:
-        if self.fn is None:
-            return score_texts(self.model, self.tokenizer, ro.reward_texts(), self.max_length)
-        scores = self.fn(ro.prompts, ro.response_texts)
-        if len(scores) != len(ro.prompts):
-            raise ValueError(f"reward_fn returned {len(scores)} scores for {len(ro.prompts)} completions")
-        return torch.tensor(scores, dtype=torch.float32)
+    Raises:
+        ValueError: neither is set.
+    """
+    if reward_fn is not None:
+        source = FunctionReward(reward_fn)
+    elif cfg.reward_model is not None:
+        source = ModelReward(cfg.reward_model, cfg.dtype, cfg.reward_max_length)
+    else:
+        raise ValueError("PPO needs a reward: set reward_model or pass reward_fn")
+    return CombinedReward([(source, 1.0)])
 
 
 def train_ppo(cfg: PPOConfig, reward_fn: RewardFn | None = None) -> dict:
@@ -147,7 +143,7 @@ def train_ppo(cfg: PPOConfig, reward_fn: RewardFn | None = None) -> dict:
     tokenizer = load_tokenizer(cfg.policy)
     policy = load_policy(cfg.policy, cfg.dtype)
     reference = load_policy(cfg.reference or cfg.policy, cfg.dtype, trainable=False)
-    scorer = Scorer(cfg, reward_fn)
+    reward = ppo_reward(cfg, reward_fn)
     value = ValueModel(
         load_reward_model(value_init, cfg.dtype, trainable=True, causal=True),
         load_reward_tokenizer(value_init),
@@ -181,7 +177,7 @@ def train_ppo(cfg: PPOConfig, reward_fn: RewardFn | None = None) -> dict:
             generator,
         )
         clock.append(time.perf_counter())
-        scores = scorer(ro)  # (B,)
+        scores = reward(ro.prompts, ro.response_texts).total  # (B,)
         penalised = scores - cfg.missing_eos_penalty * (~ro.has_eos).float()
         mask = ro.response_mask.float()  # (B, R)
         seqs = (ro.query_ids, ro.query_mask, ro.response_ids, ro.response_mask)

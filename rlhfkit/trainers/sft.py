@@ -21,6 +21,7 @@ from rlhfkit.data import load_sft
 from rlhfkit.data.collate import collate_sft, encode_sft
 from rlhfkit.losses import sft_loss
 from rlhfkit.models.loading import load_policy, load_tokenizer
+from rlhfkit.trainers.checkpoint import CheckpointConfig, Checkpointer, check_finite
 from rlhfkit.trainers.common import (
     DataConfig,
     MetricsLog,
@@ -50,6 +51,7 @@ class SFTConfig:
     weight_decay: float = option(0.0, "AdamW weight decay")
     warmup_steps: int = option(0, "linear warmup steps")
     max_grad_norm: float = option(1.0, "gradient clipping norm")
+    checkpoint: CheckpointConfig = option(CheckpointConfig, "training checkpoints and resuming")
     eval_examples: int | None = option(64, "held-out examples scored before and after training (None: all)")
     eval_batch_size: int = option(8, "examples per evaluation forward pass")
     seed: int = option(0, "seed for batching and initialisation")
@@ -100,18 +102,26 @@ def train_sft(cfg: SFTConfig) -> dict:
     optimizer, scheduler = make_optimizer(
         model.parameters(), cfg.lr, cfg.weight_decay, cfg.warmup_steps, steps
     )
-    log = MetricsLog(cfg.output_dir)
-    eval_before = (
-        _response_nll(model, eval_enc, tokenizer.pad_token_id, cfg.eval_batch_size) if eval_enc else None
+    checkpoints = Checkpointer(
+        cfg.checkpoint, cfg.output_dir, {"model": model, "optimizer": optimizer, "scheduler": scheduler}
     )
+    start, extra = checkpoints.start()
+    log = MetricsLog(cfg.output_dir, resume_step=start)
+    if start:
+        eval_before = extra["eval_nll_before"]
+    else:
+        eval_before = (
+            _response_nll(model, eval_enc, tokenizer.pad_token_id, cfg.eval_batch_size) if eval_enc else None
+        )
 
     model.train()
-    stream = batches(train_enc, min(cfg.batch_size, len(train_enc)), cfg.seed)
-    progress = tqdm(range(1, steps + 1), desc="sft", unit="step")
+    stream = batches(train_enc, min(cfg.batch_size, len(train_enc)), cfg.seed, skip=start)
+    progress = tqdm(range(start + 1, steps + 1), desc="sft", unit="step", initial=start, total=steps)
     for step in progress:
         batch = collate_sft(next(stream), tokenizer.pad_token_id)
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         loss, metrics = sft_loss(logits, batch["input_ids"], batch["loss_mask"])
+        check_finite(step, loss=loss)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
         optimizer.step()
@@ -127,6 +137,8 @@ def train_sft(cfg: SFTConfig) -> dict:
             },
         )
         progress.set_postfix(loss=f"{row['loss']:.3f}")
+        if checkpoints.due(step):
+            checkpoints.save(step, {"eval_nll_before": eval_before})
 
     model.eval()
     summary = {

@@ -1,4 +1,4 @@
-"""Every shipped config loads and validates against its dataclass."""
+"""Every shipped config loads and validates against the dataclass of the command that runs it."""
 
 from __future__ import annotations
 
@@ -6,20 +6,48 @@ from pathlib import Path
 
 import pytest
 
+from rlhfkit.cli import COMMANDS
 from rlhfkit.config import ConfigError, load_config
 from rlhfkit.pipeline import PipelineConfig, stage_configs
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
 DEMO = ROOT / "configs" / "hh-demo.yaml"
+DPO = ROOT / "configs" / "hh-dpo.yaml"
+
+# The `rlhfkit <command>` that runs each shipped config; its config class comes from cli.COMMANDS.
+# A new config must be added here, so that no file in configs/ goes unchecked.
+COMMAND_OF = {
+    "hh-demo.yaml": "pipeline",
+    "hh-dpo.yaml": "dpo",
+    "hh-grpo.yaml": "grpo",
+}
+
+
+def _load(path: Path, overrides=()):
+    return load_config(COMMANDS[COMMAND_OF[path.name]].config(), path, overrides)
 
 
 def test_configs_exist():
     assert any(p.name == "hh-demo.yaml" for p in CONFIGS)
 
 
+def test_every_shipped_config_names_its_command():
+    unlisted = sorted({p.name for p in CONFIGS} - set(COMMAND_OF))
+    assert not unlisted, f"add {unlisted} to COMMAND_OF in {Path(__file__).name}"
+    assert set(COMMAND_OF.values()) <= set(COMMANDS)
+
+
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
 def test_shipped_config_loads(path):
+    cfg = _load(path)
+    assert isinstance(cfg, COMMANDS[COMMAND_OF[path.name]].config())
+
+
+@pytest.mark.parametrize(
+    "path", [p for p in CONFIGS if COMMAND_OF.get(p.name) == "pipeline"], ids=lambda p: p.name
+)
+def test_pipeline_config_wires_its_stages(path):
     cfg = load_config(PipelineConfig, path)
     stages = stage_configs(cfg)
     assert stages["ppo"].policy == stages["sft"].output_dir  # stages are wired to each other
@@ -36,3 +64,26 @@ def test_hh_demo_reads_the_shared_hh_data():
 def test_config_rejects_unknown_stage_keys():
     with pytest.raises(ConfigError, match="ppo.kl_coeff"):
         load_config(PipelineConfig, DEMO, ["ppo.kl_coeff=0.1"])
+
+
+def test_hh_dpo_starts_from_the_demo_sft_on_the_demo_split():
+    cfg = _load(DPO)
+    demo = stage_configs(load_config(PipelineConfig, DEMO))
+    assert cfg.policy == demo["sft"].output_dir  # DPO's reference and eval's baseline is the SFT model
+    assert cfg.data == demo["sft"].data  # same file, format, skip and train/eval split
+    assert cfg.reference == "precomputed" and cfg.lora_r == 0
+    assert cfg.output_dir.startswith(str(Path(demo["sft"].output_dir).parent))
+    with pytest.raises(ConfigError, match="did you mean 'beta'"):
+        _load(DPO, ["betta=0.2"])
+
+
+def test_hh_grpo_starts_from_the_demo_sft_and_reward_on_the_demo_split():
+    cfg = _load(ROOT / "configs" / "hh-grpo.yaml")
+    demo = stage_configs(load_config(PipelineConfig, DEMO))
+    assert cfg.policy == cfg.reference == demo["sft"].output_dir  # eval's baseline is the SFT model
+    assert [(r.kind, r.path) for r in cfg.rewards] == [("model", demo["reward"].output_dir)]
+    assert cfg.data == demo["ppo"].data  # same file, format, skip and train/eval split as PPO
+    assert cfg.output_dir.startswith(str(Path(demo["sft"].output_dir).parent))
+    assert cfg.kl_coef > 0 and cfg.batch_size * cfg.group_size % cfg.mini_batch_size == 0
+    with pytest.raises(ConfigError, match="did you mean 'group_size'"):
+        _load(ROOT / "configs" / "hh-grpo.yaml", ["grop_size=8"])

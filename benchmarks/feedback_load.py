@@ -1,0 +1,235 @@
+"""Load benchmark of the annotation server: simulated annotators on loopback label every item.
+
+The server runs in its own process (``python -m rlhfkit.feedback serve``); each annotator is a thread
+with its own HTTP connection that asks for an item (``POST /api/next``), labels it (``POST
+/api/annotations``) and goes on until its queue is empty. Afterwards the database is read directly:
+every acknowledged label must be there (zero lost), once (zero duplicated), with no item given to more
+than ``overlap`` annotators.
+
+    .venv/bin/python benchmarks/feedback_load.py                       # 20 annotators, 2,000 labels, SQLite
+    .venv/bin/python benchmarks/feedback_load.py --db postgresql://postgres@127.0.0.1:55432/postgres
+
+Prints the p50 / p99 latency of submissions and of claims, and the throughput. The functions are also
+used by tests/integration/test_feedback_load.py (with fewer labels, and with the server killed midway).
+Only loopback addresses are used; every loop is bounded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from rlhfkit.feedback.items import ItemRecord, ResponseRecord
+from rlhfkit.feedback.store import Store
+
+HOST = "127.0.0.1"
+LABELS = ("a_better", "b_better", "tie", "both_bad")
+STRENGTHS = ("slight", "clear", "strong")
+
+
+@dataclass
+class Run:
+    """What the simulated annotators saw: acknowledged labels and latencies (seconds)."""
+
+    acked: set = field(default_factory=set)  # (item_id, annotator)
+    duplicates_acked: int = 0  # 200 replies with created=True for a pair already acknowledged
+    submit_latency: list = field(default_factory=list)
+    claim_latency: list = field(default_factory=list)
+    errors: list = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def setup(db_url: str, annotators: int, labels: int, overlap: int) -> dict[str, str]:
+    """A project "load" with labels / overlap items and `annotators` annotators; returns their tokens."""
+    store = Store.init(db_url)
+    store.create_project("load", "Label at random.", overlap=overlap)
+    n_items = math.ceil(labels / overlap)
+    store.load_items(
+        "load",
+        (
+            ItemRecord(f"prompt {n}", (ResponseRecord(f"{n}a"), ResponseRecord(f"{n}b")), f"i{n}")
+            for n in range(n_items)
+        ),
+    )
+    tokens = {
+        f"annotator{n:02d}": store.add_annotator("load", f"annotator{n:02d}") for n in range(annotators)
+    }
+    store.close()
+    return tokens
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def start_server(db_url: str, port: int, timeout: float = 60.0) -> subprocess.Popen:
+    """Start ``python -m rlhfkit.feedback serve`` and wait until it answers.
+
+    Raises:
+        RuntimeError: it exited or did not answer within `timeout` seconds.
+    """
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "rlhfkit.feedback",
+            "serve",
+            "--db",
+            db_url,
+            "--host",
+            HOST,
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the server exited: {process.stderr.read().decode()[-2000:]}")
+        try:
+            if httpx.get(f"http://{HOST}:{port}/api/health", timeout=1).status_code == 200:
+                return process
+        except httpx.TransportError:
+            time.sleep(0.1)
+    process.kill()
+    raise RuntimeError(f"the server did not answer on port {port} within {timeout} s")
+
+
+def annotate(base_url: str, name: str, token: str, run: Run, max_requests: int = 100_000) -> None:
+    """One simulated annotator: claim, label, repeat until the queue is empty or the server is gone."""
+    rng = random.Random(name)
+    headers = {"Authorization": f"Bearer {token}"}
+    with httpx.Client(base_url=base_url, headers=headers, timeout=60) as client:
+        for _ in range(max_requests):
+            try:
+                start = time.perf_counter()
+                reply = client.post("/api/next")
+                claimed = time.perf_counter()
+                if reply.status_code == 204:
+                    return
+                reply.raise_for_status()
+                item_id = reply.json()["item_id"]
+                label = rng.choice(LABELS)
+                body = {"item_id": item_id, "label": label, "strength": None}
+                if label in ("a_better", "b_better"):
+                    body["strength"] = rng.choice(STRENGTHS)
+                sent = time.perf_counter()
+                reply = client.post("/api/annotations", json=body)
+                done = time.perf_counter()
+                reply.raise_for_status()
+            except httpx.TransportError as err:  # the server is gone (the crash test kills it)
+                with run.lock:
+                    run.errors.append(f"{name}: {type(err).__name__}")
+                return
+            except httpx.HTTPStatusError as err:
+                with run.lock:
+                    run.errors.append(f"{name}: HTTP {err.response.status_code} {err.response.text[:200]}")
+                return
+            with run.lock:
+                key = (item_id, name)
+                if reply.json()["created"] and key in run.acked:
+                    run.duplicates_acked += 1
+                run.acked.add(key)
+                run.claim_latency.append(claimed - start)
+                run.submit_latency.append(done - sent)
+
+
+def run_annotators(base_url: str, tokens: dict[str, str], run: Run | None = None) -> Run:
+    """Run every annotator on its own thread until all are done."""
+    run = run or Run()
+    threads = [threading.Thread(target=annotate, args=(base_url, n, t, run)) for n, t in tokens.items()]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return run
+
+
+def check(db_url: str, run: Run, overlap: int) -> dict:
+    """Compare the acknowledged labels with the database: lost, duplicated, over-assigned."""
+    store = Store.open(db_url)
+    try:
+        stored = [(a.item_id, a.annotator) for a in store.annotations("load")]
+        per_item: dict[int, int] = {}
+        for item_id, _ in stored:
+            per_item[item_id] = per_item.get(item_id, 0) + 1
+        return {
+            "stored": len(stored),
+            "acknowledged": len(run.acked),
+            "lost": len(run.acked - set(stored)),
+            "duplicated": len(stored) - len(set(stored)) + run.duplicates_acked,
+            "over_assigned_items": sum(1 for n in per_item.values() if n > overlap),
+        }
+    finally:
+        store.close()
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile (nearest rank) of `values`, in milliseconds."""
+    ordered = sorted(values)
+    return 1000 * ordered[min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))]
+
+
+def benchmark(db_url: str, annotators: int = 20, labels: int = 2000, overlap: int = 1) -> dict:
+    """Set up, serve, label everything, check; returns the report (see the module docstring)."""
+    tokens = setup(db_url, annotators, labels, overlap)
+    port = free_port()
+    server = start_server(db_url, port)
+    try:
+        start = time.perf_counter()
+        run = run_annotators(f"http://{HOST}:{port}", tokens)
+        seconds = time.perf_counter() - start
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(30)
+    report = check(db_url, run, overlap)
+    report.update(
+        annotators=annotators,
+        overlap=overlap,
+        seconds=round(seconds, 2),
+        labels_per_second=round(len(run.acked) / seconds, 1),
+        submit_p50_ms=round(percentile(run.submit_latency, 50), 2),
+        submit_p99_ms=round(percentile(run.submit_latency, 99), 2),
+        claim_p50_ms=round(percentile(run.claim_latency, 50), 2),
+        claim_p99_ms=round(percentile(run.claim_latency, 99), 2),
+        errors=run.errors[:5],
+    )
+    return report
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--annotators", type=int, default=20)
+    parser.add_argument("--labels", type=int, default=2000)
+    parser.add_argument("--overlap", type=int, default=1)
+    parser.add_argument("--db", help="database URL (default: a new SQLite file in a temporary folder)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        db_url = args.db or f"sqlite:///{Path(tmp) / 'load.db'}"
+        report = benchmark(db_url, args.annotators, args.labels, args.overlap)
+    print(json.dumps(report, indent=2))
+    ok = report["lost"] == report["duplicated"] == report["over_assigned_items"] == 0 and not report["errors"]
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    sys.exit(main())

@@ -1,0 +1,286 @@
+"""``rlhfkit annotate``: the human-feedback app's subcommands.
+
+This module imports only the standard library at load time (the CLI builds every parser at start-up);
+each command imports what it needs when it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+DEFAULT_DB = os.environ.get("RLHFKIT_FEEDBACK_DB", "sqlite:///runs/feedback.db")
+
+SUMMARY = "the human-feedback app: projects, annotators, items, the labelling page, export"
+EPILOG = """the loop:
+  rlhfkit annotate init                                  # schema + admin token
+  rlhfkit annotate create-project demo --guidelines guidelines.md --overlap 2
+  rlhfkit annotate add-annotator --project demo alice bob
+  rlhfkit annotate generate --project demo --model runs/hh-demo/sft --prompts prompts.jsonl -k 2
+  rlhfkit annotate serve --port 8000                     # annotators open the links printed above
+  rlhfkit annotate stats --project demo
+  rlhfkit annotate export --project demo --format trl --output runs/labels.jsonl
+  rlhfkit reward data.path=runs/labels.jsonl output_dir=runs/my-rm
+
+--db takes any SQLAlchemy URL: sqlite:///path.db (default sqlite:///runs/feedback.db, or
+$RLHFKIT_FEEDBACK_DB) or postgresql://user:password@host/dbname."""
+
+
+def add_annotate_parser(sub: argparse._SubParsersAction) -> None:
+    """Add ``annotate`` and its subcommands to the top-level CLI's subparsers."""
+    db = argparse.ArgumentParser(add_help=False)
+    db.add_argument("--db", default=DEFAULT_DB, help=f"database URL (default {DEFAULT_DB})")
+    project = argparse.ArgumentParser(add_help=False)
+    project.add_argument("--project", required=True, help="project name")
+
+    parser = sub.add_parser(
+        "annotate",
+        help=SUMMARY,
+        description=SUMMARY,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="annotate_command", required=True, metavar="SUBCOMMAND")
+
+    def add(name: str, help: str, *parents: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        return commands.add_parser(name, help=help, description=help, parents=[db, *parents])
+
+    p = add("init", "create or migrate the database schema; make the admin token")
+    p.add_argument("--new-admin-token", action="store_true", help="replace the admin's token with a new one")
+
+    p = add("create-project", "create a project (or change one, with --update)")
+    p.add_argument("name")
+    p.add_argument("--guidelines", type=Path, help="file with the guidelines shown to annotators")
+    p.add_argument("--guidelines-text", help="the guidelines as a string")
+    p.add_argument("--overlap", type=int, help="annotators per item (default 1)")
+    p.add_argument("--update", action="store_true", help="change an existing project's guidelines/overlap")
+
+    p = add("add-annotator", "add annotators to a project; prints each one's token and sign-in link", project)
+    p.add_argument("names", nargs="+", metavar="NAME")
+    p.add_argument(
+        "--url", default="http://127.0.0.1:8000", help="where the app will be served, for the links"
+    )
+
+    p = add("load", "load items (prompt + K responses) from a JSONL file", project)
+    p.add_argument("path", type=Path)
+
+    p = add("generate", "sample K responses per prompt from a policy and load them as items", project)
+    p.add_argument("--model", required=True, help="policy: a folder, a built-in name or a hub id")
+    p.add_argument(
+        "--prompts", required=True, type=Path, help="prompts file ({prompt} or preference records)"
+    )
+    p.add_argument("-k", type=int, default=2, help="responses per prompt (default 2)")
+    p.add_argument("--max-new-tokens", type=int, default=128)
+    p.add_argument("--temperature", type=float, default=0.8)
+    p.add_argument("--top-k", type=int, default=0)
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--max-prompt-length", type=int, default=512)
+    p.add_argument("--no-chat-template", action="store_true", help="feed prompts as raw text")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=8, help="prompts per sampling batch")
+    p.add_argument("--limit", type=int, help="use only the first N prompts")
+    p.add_argument("--skip-invalid", action="store_true", help="count and report bad prompt records")
+
+    p = add("serve", "serve the labelling page and the API")
+    p.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1; 0.0.0.0 for the LAN)")
+    p.add_argument("--port", type=int, default=8000)
+
+    p = add("export", "write the labels: trainable pairs (trl) or every annotation (raw)", project)
+    p.add_argument("--format", choices=("trl", "raw"), default="trl")
+    p.add_argument("--output", required=True, type=Path, help="JSONL file to write (atomically)")
+    p.add_argument("--include-ties", action="store_true", help="write ties as both orders with margin 0")
+    p.add_argument("--include-both-bad", action="store_true", help="write both-bad as both orders, margin 0")
+    p.add_argument("--min-votes", type=int, default=1, help="leave out pairs with fewer votes")
+
+    p = add("stats", "counts, agreement, Krippendorff's alpha and position bias", project)
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def run_annotate(args: argparse.Namespace) -> int:
+    """Run an ``annotate`` subcommand; returns the exit code (2 on a reported error)."""
+    from sqlalchemy.exc import ArgumentError, OperationalError
+
+    from rlhfkit.data import DataError
+    from rlhfkit.feedback.db import SchemaError
+    from rlhfkit.feedback.views import FeedbackError
+
+    name = args.annotate_command
+    try:
+        return _COMMANDS[name](args)
+    except (
+        FeedbackError,
+        SchemaError,
+        DataError,
+        ValueError,
+        ArgumentError,
+        OperationalError,
+        OSError,
+    ) as err:
+        message = str(err).splitlines()[0] if isinstance(err, OperationalError) else str(err)
+        print(f"rlhfkit annotate {name}: error: {message}", file=sys.stderr)
+        return 2
+
+
+def _open(args: argparse.Namespace):
+    from rlhfkit.feedback.store import Store
+
+    return Store.open(args.db)
+
+
+def _init(args: argparse.Namespace) -> int:
+    from rlhfkit.feedback.db import current_revision
+    from rlhfkit.feedback.store import Store
+
+    store = Store.init(args.db)
+    where = store.engine.url.render_as_string(hide_password=True)
+    print(f"database {where} at schema {current_revision(store.engine)}")
+    if store.has_admin() and not args.new_admin_token:
+        print("an admin exists already (--new-admin-token replaces its token)")
+        return 0
+    token = store.create_admin(replace=True)
+    print(f"admin token (shown once, keep it secret): {token}")
+    return 0
+
+
+def _create_project(args: argparse.Namespace) -> int:
+    if args.guidelines is not None and args.guidelines_text is not None:
+        raise ValueError("give --guidelines FILE or --guidelines-text, not both")
+    guidelines = args.guidelines.read_text(encoding="utf-8") if args.guidelines else args.guidelines_text
+    store = _open(args)
+    if args.update:
+        project = store.update_project(args.name, guidelines, args.overlap)
+        print(f"updated project {project.name!r}: overlap {project.overlap}")
+    else:
+        project = store.create_project(
+            args.name, guidelines or "", 1 if args.overlap is None else args.overlap
+        )
+        print(f"created project {project.name!r}: overlap {project.overlap}")
+    return 0
+
+
+def _add_annotator(args: argparse.Namespace) -> int:
+    store = _open(args)
+    print("annotator\ttoken\tsign-in link (shown once)")
+    for name in args.names:
+        token = store.add_annotator(args.project, name)
+        print(f"{name}\t{token}\t{args.url.rstrip('/')}/#token={token}")
+    return 0
+
+
+def _load(args: argparse.Namespace) -> int:
+    from rlhfkit.feedback.items import read_items
+
+    store = _open(args)
+    store.project(args.project)  # fail before reading the file
+    added, existing = store.load_items(args.project, read_items(args.path))
+    print(f"{args.path}: {added} items added to {args.project!r}, {existing} already there")
+    return 0
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from rlhfkit.feedback.generate import SamplingSettings, generate_items
+
+    store = _open(args)
+    store.project(args.project)
+    settings = SamplingSettings(
+        args.max_new_tokens,
+        args.temperature,
+        args.top_k,
+        args.top_p,
+        args.max_prompt_length,
+        not args.no_chat_template,
+        args.seed,
+    )
+    items = generate_items(
+        args.model, args.prompts, args.k, settings, args.batch_size, args.limit, args.skip_invalid
+    )
+    added, existing = store.load_items(args.project, items, batch=args.batch_size)
+    print(f"sampled {args.k} responses per prompt from {args.model}: {added} items added, {existing} there")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from rlhfkit.feedback.server import serve
+
+    store = _open(args)
+    if not store.has_admin():
+        print("note: no admin yet; `rlhfkit annotate init` makes one", file=sys.stderr)
+    print(
+        f"serving {store.engine.url.render_as_string(hide_password=True)} on http://{args.host}:{args.port}/"
+    )
+    serve(store, args.host, args.port)
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from rlhfkit.feedback.export import majority_pairs, raw_records, write_jsonl
+
+    store = _open(args)
+    items, annotations = store.items(args.project), store.annotations(args.project)
+    if args.format == "trl":
+        pairs, report = majority_pairs(
+            items, annotations, args.include_ties, args.include_both_bad, args.min_votes
+        )
+        write_jsonl(args.output, (p.to_dict() for p in pairs))
+        print(f"{args.output}: {report.summary()}")
+    else:
+        n = write_jsonl(args.output, raw_records(items, annotations, store.skips(args.project)))
+        print(f"{args.output}: {n} records (annotations and skips)")
+    return 0
+
+
+def _stats(args: argparse.Namespace) -> int:
+    from rlhfkit.feedback.agreement import project_stats
+
+    store = _open(args)
+    project = store.project(args.project)
+    stats = project_stats(
+        store.items(args.project), store.annotations(args.project), store.skips(args.project), project.overlap
+    )
+    if args.json:
+        print(json.dumps(stats, indent=2))
+        return 0
+    print(format_stats(project.name, stats))
+    return 0
+
+
+def _num(value: float | None, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def format_stats(name: str, stats: dict) -> str:
+    """A plain-text table of `project_stats` output."""
+    bias = stats["position_bias"]
+    ci = "{:.3f}-{:.3f}".format(*bias["ci95"]) if bias["ci95"] else "-"
+    lines = [
+        f"project {name}: {stats['items']} items, {stats['items_labelled']} labelled, "
+        f"{stats['items_complete']} complete (overlap {stats['overlap']})",
+        f"annotations {stats['annotations']}, skips {stats['skips']}, by label {stats['by_label']}",
+        f"pairwise agreement {_num(stats['pairwise_agreement'])}, "
+        f"Krippendorff's alpha (nominal) {_num(stats['krippendorff_alpha'])}",
+        f"position bias: left won {bias['left_wins']} of {bias['judgements']} "
+        f"({_num(bias['rate'])}, 95% CI {ci}; 0.5 = none)",
+        "",
+        f"{'annotator':<20}{'labels':>8}{'skips':>7}{'agreement':>11}{'alpha':>8}{'left wins':>11}",
+    ]
+    for who, row in stats["annotators"].items():
+        lines.append(
+            f"{who[:19]:<20}{row['labels']:>8}{row['skips']:>7}{_num(row['agreement']):>11}"
+            f"{_num(row['alpha']):>8}{_num(row['left_win_rate']):>11}"
+        )
+    return "\n".join(lines)
+
+
+_COMMANDS = {
+    "init": _init,
+    "create-project": _create_project,
+    "add-annotator": _add_annotator,
+    "load": _load,
+    "generate": _generate,
+    "serve": _serve,
+    "export": _export,
+    "stats": _stats,
+}

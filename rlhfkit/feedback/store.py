@@ -1,0 +1,350 @@
+"""The feedback store: projects, annotators (and admins), items, and reading back the labels.
+
+The annotation queue itself (claiming items, submitting, skipping) is `rlhfkit.feedback.queue.Queue`,
+reached as ``store.queue``. Every method runs in its own transaction and commits before it returns.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Iterable
+
+from sqlalchemy import Engine, func, select, update
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from rlhfkit.feedback.db import check_schema, make_engine, upgrade
+from rlhfkit.feedback.items import ItemRecord, ResponseRecord
+from rlhfkit.feedback.queue import Queue
+from rlhfkit.feedback.tables import SKIPPED, Admin, Annotation, Annotator, Assignment, Item, Project, Response
+from rlhfkit.feedback.views import (
+    AnnotationView,
+    Conflict,
+    FeedbackError,
+    ItemView,
+    NotFound,
+    Principal,
+    ProjectInfo,
+    SkipView,
+)
+
+__all__ = ["Conflict", "FeedbackError", "NotFound", "Store", "hash_token", "new_token"]
+
+
+def hash_token(token: str) -> str:
+    """The SHA-256 hex digest under which a token is stored."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def new_token() -> str:
+    """A fresh random token (32 URL-safe characters, 192 bits)."""
+    return secrets.token_urlsafe(24)
+
+
+class Store:
+    """The feedback database: `Store.open` needs an up-to-date schema, `Store.init` creates/migrates it."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._session = sessionmaker(engine, expire_on_commit=False)
+        self.queue = Queue(self._session)
+
+    @classmethod
+    def open(cls, url: str | URL) -> Store:
+        """Connect to a database whose schema is at the current revision.
+
+        Raises:
+            SchemaError: no schema yet, or another revision (see `rlhfkit.feedback.db.check_schema`).
+            sqlalchemy.exc.OperationalError: the database cannot be reached.
+        """
+        engine = make_engine(url)
+        check_schema(engine)
+        return cls(engine)
+
+    @classmethod
+    def init(cls, url: str | URL) -> Store:
+        """Connect to a database, creating or migrating its schema to the current revision first.
+
+        Raises:
+            sqlalchemy.exc.OperationalError: the database cannot be reached.
+        """
+        engine = make_engine(url)
+        upgrade(engine)
+        return cls(engine)
+
+    def close(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()
+
+    # --- people -------------------------------------------------------------------------------------
+
+    def create_admin(self, name: str = "admin", replace: bool = False) -> str:
+        """Create the admin `name` and return its token (shown once; only its hash is stored).
+
+        With `replace`, an existing admin of that name gets a new token and the old one stops working.
+
+        Raises:
+            Conflict: the admin exists and `replace` is False.
+        """
+        token = new_token()
+        with self._session.begin() as s:
+            admin = s.scalars(select(Admin).where(Admin.name == name)).first()
+            if admin is not None and not replace:
+                raise Conflict(f"admin {name!r} exists; ask for a new token to replace its old one")
+            if admin is None:
+                s.add(Admin(name=name, token_hash=hash_token(token)))
+            else:
+                admin.token_hash = hash_token(token)
+        return token
+
+    def has_admin(self) -> bool:
+        """Whether any admin exists."""
+        with self._session() as s:
+            return s.scalar(select(func.count(Admin.id))) > 0
+
+    def authenticate(self, token: str) -> Principal | None:
+        """The admin or (active) annotator that `token` belongs to, or None."""
+        digest = hash_token(token)
+        with self._session() as s:
+            admin = s.scalars(select(Admin).where(Admin.token_hash == digest)).first()
+            if admin is not None:
+                return Principal("admin", admin.id, admin.name)
+            annotator = s.scalars(
+                select(Annotator).where(Annotator.token_hash == digest, Annotator.active.is_(True))
+            ).first()
+            if annotator is not None:
+                return Principal("annotator", annotator.id, annotator.name, annotator.project_id)
+        return None
+
+    def add_annotator(self, project: str, name: str) -> str:
+        """Add annotator `name` to `project`; returns their token (shown once).
+
+        Raises:
+            NotFound: no such project.
+            Conflict: the project already has an annotator of that name.
+            ValueError: an empty name or one over 100 characters.
+        """
+        name = name.strip()
+        if not 0 < len(name) <= 100:
+            raise ValueError("an annotator name is 1 to 100 characters long")
+        token = new_token()
+        try:
+            with self._session.begin() as s:
+                s.add(
+                    Annotator(
+                        project_id=self._project(s, project).id, name=name, token_hash=hash_token(token)
+                    )
+                )
+        except IntegrityError:
+            raise Conflict(f"project {project!r} already has an annotator named {name!r}") from None
+        return token
+
+    def annotators(self, project: str) -> list[tuple[int, str, bool]]:
+        """``(id, name, active)`` of the project's annotators.
+
+        Raises:
+            NotFound: no such project.
+        """
+        with self._session() as s:
+            project_id = self._project(s, project).id
+            rows = s.execute(
+                select(Annotator.id, Annotator.name, Annotator.active)
+                .where(Annotator.project_id == project_id)
+                .order_by(Annotator.id)
+            )
+            return [tuple(r) for r in rows]
+
+    # --- projects and items ---------------------------------------------------------------------------
+
+    def create_project(self, name: str, guidelines: str = "", overlap: int = 1) -> ProjectInfo:
+        """Create a project whose items each go to `overlap` different annotators.
+
+        Raises:
+            Conflict: a project of that name exists.
+            ValueError: an empty name or one over 100 characters, or `overlap` < 1.
+        """
+        name = name.strip()
+        if not 0 < len(name) <= 100:
+            raise ValueError("a project name is 1 to 100 characters long")
+        if isinstance(overlap, bool) or not isinstance(overlap, int) or overlap < 1:
+            raise ValueError(f"overlap is the number of annotators per item, at least 1; got {overlap!r}")
+        try:
+            with self._session.begin() as s:
+                s.add(Project(name=name, guidelines=guidelines, overlap=overlap))
+        except IntegrityError:
+            raise Conflict(f"project {name!r} exists") from None
+        return self.project(name)
+
+    def update_project(
+        self, name: str, guidelines: str | None = None, overlap: int | None = None
+    ) -> ProjectInfo:
+        """Change a project's guidelines and/or overlap (labels already given are kept).
+
+        Raises:
+            NotFound: no such project.
+            ValueError: `overlap` < 1.
+        """
+        if overlap is not None and (isinstance(overlap, bool) or not isinstance(overlap, int) or overlap < 1):
+            raise ValueError(f"overlap is the number of annotators per item, at least 1; got {overlap!r}")
+        with self._session.begin() as s:
+            project = self._project(s, name)
+            if guidelines is not None:
+                project.guidelines = guidelines
+            if overlap is not None:
+                project.overlap = overlap
+                s.execute(
+                    update(Item).where(Item.project_id == project.id).values(is_open=Item.assigned < overlap)
+                )
+        return self.project(name)
+
+    def project(self, name: str) -> ProjectInfo:
+        """The project called `name`.
+
+        Raises:
+            NotFound: no such project.
+        """
+        with self._session() as s:
+            return _info(self._project(s, name))
+
+    def project_by_id(self, project_id: int) -> ProjectInfo:
+        """The project with database id `project_id`.
+
+        Raises:
+            NotFound: no such project.
+        """
+        with self._session() as s:
+            project = s.get(Project, project_id)
+            if project is None:
+                raise NotFound(f"no project with id {project_id}")
+            return _info(project)
+
+    def projects(self) -> list[ProjectInfo]:
+        """Every project, oldest first."""
+        with self._session() as s:
+            return [_info(p) for p in s.scalars(select(Project).order_by(Project.id))]
+
+    def load_items(self, project: str, records: Iterable[ItemRecord], batch: int = 500) -> tuple[int, int]:
+        """Add items to `project`; returns ``(added, already there)``.
+
+        An item whose key (its id, or the hash of its content, see `ItemRecord.key`) is already in the
+        project is left as it is, so loading the same file twice adds nothing. Items are committed in
+        batches of `batch`.
+
+        Raises:
+            NotFound: no such project.
+        """
+        added = existing = 0
+        chunk: list[ItemRecord] = []
+        for record in records:
+            chunk.append(record)
+            if len(chunk) >= batch:
+                a, e = self._load_chunk(project, chunk)
+                added, existing, chunk = added + a, existing + e, []
+        if chunk:
+            a, e = self._load_chunk(project, chunk)
+            added, existing = added + a, existing + e
+        return added, existing
+
+    def _load_chunk(self, project: str, chunk: list[ItemRecord]) -> tuple[int, int]:
+        with self._session.begin() as s:
+            project_id = self._project(s, project).id
+            keys = {r.key() for r in chunk}
+            seen = set(
+                s.scalars(
+                    select(Item.external_id).where(Item.project_id == project_id, Item.external_id.in_(keys))
+                )
+            )
+            added = 0
+            for record in chunk:
+                key = record.key()
+                if key in seen:
+                    continue
+                seen.add(key)
+                item = Item(project_id=project_id, external_id=key, prompt=record.prompt, meta=record.meta)
+                item.responses = [
+                    Response(position=i, text=r.text, meta=r.meta) for i, r in enumerate(record.responses)
+                ]
+                s.add(item)
+                added += 1
+        return added, len(chunk) - added
+
+    # --- reading everything (admin) ---------------------------------------------------------------------
+
+    def items(self, project: str) -> list[ItemView]:
+        """Every item of the project with its responses (in position order).
+
+        Raises:
+            NotFound: no such project.
+        """
+        with self._session() as s:
+            project_id = self._project(s, project).id
+            items = s.scalars(select(Item).where(Item.project_id == project_id).order_by(Item.id))
+            return [
+                ItemView(
+                    i.id,
+                    i.external_id,
+                    i.prompt,
+                    [ResponseRecord(r.text, r.meta) for r in i.responses],
+                    i.meta,
+                )
+                for i in items
+            ]
+
+    def annotations(self, project: str) -> list[AnnotationView]:
+        """Every annotation of the project, in the order they were made.
+
+        Raises:
+            NotFound: no such project.
+        """
+        with self._session() as s:
+            project_id = self._project(s, project).id
+            rows = s.execute(
+                select(Annotation, Annotator.name)
+                .join(Annotator, Annotator.id == Annotation.annotator_id)
+                .where(Annotator.project_id == project_id)
+                .order_by(Annotation.id)
+            )
+            return [
+                AnnotationView(
+                    a.id,
+                    a.item_id,
+                    name,
+                    a.label,
+                    a.ranking,
+                    list(a.display_order),
+                    a.strength,
+                    a.note,
+                    a.created_at,
+                    a.duration_ms,
+                )
+                for a, name in rows
+            ]
+
+    def skips(self, project: str) -> list[SkipView]:
+        """Every skipped assignment of the project.
+
+        Raises:
+            NotFound: no such project.
+        """
+        with self._session() as s:
+            project_id = self._project(s, project).id
+            rows = s.execute(
+                select(Assignment, Annotator.name)
+                .join(Annotator, Annotator.id == Assignment.annotator_id)
+                .where(Annotator.project_id == project_id, Assignment.status == SKIPPED)
+                .order_by(Assignment.id)
+            )
+            return [SkipView(a.item_id, name, list(a.display_order), a.finished_at) for a, name in rows]
+
+    @staticmethod
+    def _project(s: Session, name: str) -> Project:
+        project = s.scalars(select(Project).where(Project.name == name)).first()
+        if project is None:
+            raise NotFound(f"no project named {name!r}")
+        return project
+
+
+def _info(project: Project) -> ProjectInfo:
+    return ProjectInfo(project.id, project.name, project.guidelines, project.overlap, project.created_at)

@@ -1,0 +1,99 @@
+"""What the feedback store hands out: its errors and plain, frozen records (no live database objects)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from rlhfkit.feedback.items import ResponseRecord
+
+
+class FeedbackError(Exception):
+    """Base class of the store's errors."""
+
+
+class NotFound(FeedbackError, LookupError):
+    """No such project, annotator or item (or the item is not in this annotator's queue)."""
+
+
+class Conflict(FeedbackError):
+    """The request contradicts what is stored: a name already taken, a different answer resubmitted, ..."""
+
+
+class Busy(FeedbackError):
+    """Too many concurrent claims for the same items; try again."""
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who a token belongs to: ``role`` is ``"admin"`` or ``"annotator"``."""
+
+    role: str
+    id: int
+    name: str
+    project_id: int | None = None
+
+
+@dataclass(frozen=True)
+class ProjectInfo:
+    id: int
+    name: str
+    guidelines: str
+    overlap: int
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Task:
+    """An item as one annotator sees it: responses in that annotator's display order (left to right)."""
+
+    item_id: int
+    external_id: str
+    prompt: Any
+    responses: list[str]
+    display_order: list[int]
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One annotator's counts: labelled, skipped, held now, still open to them, items in the project."""
+
+    done: int
+    skipped: int
+    pending: int
+    available: int
+    total_items: int
+
+
+@dataclass(frozen=True)
+class ItemView:
+    id: int
+    external_id: str
+    prompt: Any
+    responses: list[ResponseRecord]
+    meta: dict | None
+
+
+@dataclass(frozen=True)
+class AnnotationView:
+    """A stored annotation; `ranking` and `display_order` are response positions (see judgements.py)."""
+
+    id: int
+    item_id: int
+    annotator: str
+    label: str
+    ranking: list[int] | None
+    display_order: list[int]
+    strength: str | None
+    note: str
+    created_at: datetime
+    duration_ms: int | None
+
+
+@dataclass(frozen=True)
+class SkipView:
+    item_id: int
+    annotator: str
+    display_order: list[int]
+    skipped_at: datetime | None

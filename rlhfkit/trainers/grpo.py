@@ -1,0 +1,232 @@
+"""GRPO: Group Relative Policy Optimization (Shao et al. 2024, DeepSeekMath, Sec. 4.1), no value model.
+
+One step = one batch of B prompts:
+  1. sample G responses per prompt (each prompt repeated G times in one rollout batch; KV cache,
+     temperature T, cut after the first EOS);
+  2. score every response with the reward sources (a weighted sum; each source is logged), minus a
+     penalty for responses that never emitted EOS;
+  3. group-normalised advantages: (score - group mean) / group std, or without the std (Dr. GRPO);
+  4. with no grad: reference logprobs (only when kl_coef > 0; with kl_coef = 0 no reference model is
+     loaded at all) and, when the batch is used for more than one update, the sampling policy's
+     logprobs;
+  5. ``inner_epochs`` (mu) passes of the clipped-ratio loss with the k3 KL term, over shuffled
+     minibatches, aggregated per token or per sequence.
+
+Notation:
+    B  prompts per step (``batch_size``)
+    G  responses per prompt (``group_size``)
+    N  sequences per step, B * G
+    R  response length
+
+Python use::
+
+    from rlhfkit.trainers.grpo import GRPOConfig, train_grpo
+    from rlhfkit.rewards import RewardSpec
+    train_grpo(GRPOConfig(policy="runs/sft", rewards=[RewardSpec("model", "runs/reward")]))
+
+CLI: ``rlhfkit grpo [config.yaml] [key=value ...]``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from tqdm.auto import tqdm
+
+from rlhfkit.algos import group_advantages, zero_advantage_fraction
+from rlhfkit.config import option
+from rlhfkit.data import load_prompts
+from rlhfkit.losses import grpo_loss, masked_mean
+from rlhfkit.models.loading import load_policy, load_tokenizer
+from rlhfkit.models.logprobs import response_logprobs
+from rlhfkit.rewards import RewardSpec, build_reward, check_reward_specs
+from rlhfkit.rollout.sampling import rollout
+from rlhfkit.trainers.common import (
+    DataConfig,
+    MetricsLog,
+    batches,
+    load_split,
+    make_optimizer,
+    save_model,
+    setup_torch,
+)
+
+
+@dataclass
+class GRPOConfig:
+    """GRPO: G samples per prompt, group-normalised advantages, clipped ratio loss with a k3 KL term."""
+
+    policy: str = option("smollm2-135m-instruct", "policy to train (usually the SFT output)")
+    reference: str | None = option(None, "frozen reference for the KL term (default: policy)")
+    rewards: list[RewardSpec] = option(
+        [RewardSpec(kind="model", path="runs/reward")],
+        "reward sources, summed with their weights; each {kind: model|function|length|format, "
+        "path, name, weight, options} (see rlhfkit.rewards.RewardSpec)",
+    )
+    output_dir: str = option("runs/grpo", "where the trained policy is saved")
+    data: DataConfig = option(DataConfig, "prompts (prompt-only or preference files)")
+    use_chat_template: bool = option(True, "render prompts with the policy tokenizer's chat template")
+    steps: int = option(10, "batches of prompts (each sampled, scored and trained on)")
+    batch_size: int = option(4, "B: prompts per step")
+    group_size: int = option(4, "G: responses sampled per prompt (>= 2)")
+    mini_batch_size: int = option(16, "sequences per gradient step; batch_size * group_size is a multiple")
+    inner_epochs: int = option(1, "mu: passes over each batch (GRPO's inner iterations)")
+    max_prompt_length: int = option(128, "prompt tokens kept (from the end)")
+    max_new_tokens: int = option(48, "response tokens sampled at most")
+    temperature: float = option(0.7, "sampling temperature; logprobs use logits / temperature too")
+    top_k: int = option(0, "sample among the k most likely tokens (0: all)")
+    top_p: float = option(1.0, "nucleus sampling mass")
+    lr: float = option(1e-5, "policy learning rate")
+    kl_coef: float = option(0.04, "beta of the k3 KL term in the loss; 0 loads no reference model")
+    clip_eps: float = option(0.2, "ratio clip range")
+    scale_rewards: bool = option(True, "divide advantages by the group std (GRPO); false: Dr. GRPO")
+    loss_aggregation: Literal["token", "sequence"] = option(
+        "token", "token: mean over all tokens of the batch; sequence: mean per response, then over responses"
+    )
+    missing_eos_penalty: float = option(1.0, "subtracted from the reward of responses with no EOS")
+    reward_max_length: int = option(256, "reward model tokens per dialogue (cut from the left)")
+    max_grad_norm: float = option(1.0, "gradient clipping norm")
+    seed: int = option(0, "seed for prompt order and sampling")
+    dtype: str = option("float32", "float32, bfloat16 or float16")
+    threads: int | None = option(None, "CPU threads (default: all cores)")
+
+    def __post_init__(self):
+        if self.group_size < 2:
+            raise ValueError("group_size must be >= 2: advantages compare the responses to one prompt")
+        if (self.batch_size * self.group_size) % self.mini_batch_size:
+            raise ValueError("batch_size * group_size must be a multiple of mini_batch_size")
+        if self.inner_epochs < 1:
+            raise ValueError("inner_epochs must be >= 1")
+        if self.temperature <= 0:
+            raise ValueError("temperature must be > 0: GRPO needs sampled responses and their logprobs")
+        if self.kl_coef < 0:
+            raise ValueError("kl_coef must be >= 0")
+        check_reward_specs(self.rewards)
+
+
+def train_grpo(cfg: GRPOConfig) -> dict:
+    """Run GRPO and save the policy to ``cfg.output_dir``; returns the run's summary.
+
+    Raises:
+        rlhfkit.rewards.RewardError: a reward function failed or returned bad scores (names it and
+            the prompt index).
+        rlhfkit.data.DataError: bad prompt data (unless ``data.skip_invalid``).
+        rlhfkit.models.loading.ModelNotFoundError: a model cannot be found.
+    """
+    setup_torch(cfg.seed, cfg.threads)
+    prompts, _ = load_split(cfg.data, load_prompts)
+    tokenizer = load_tokenizer(cfg.policy)
+    policy = load_policy(cfg.policy, cfg.dtype)
+    reference = None
+    if cfg.kl_coef > 0:
+        reference = load_policy(cfg.reference or cfg.policy, cfg.dtype, trainable=False)
+    reward = build_reward(cfg.rewards, cfg.dtype, cfg.reward_max_length)
+    n, group = cfg.batch_size * cfg.group_size, cfg.group_size
+    on_policy = cfg.inner_epochs == 1 and cfg.mini_batch_size == n  # one update per batch: ratio = 1
+    updates = cfg.steps * cfg.inner_epochs * (n // cfg.mini_batch_size)
+    optimizer, _ = make_optimizer(policy.parameters(), cfg.lr, 0.0, 0, updates)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    stream = batches([p.prompt for p in prompts], cfg.batch_size, cfg.seed)
+    log = MetricsLog(cfg.output_dir)
+
+    progress = tqdm(range(1, cfg.steps + 1), desc="grpo", unit="step")
+    for step in progress:
+        # 1. rollout: each prompt G times in a row, so row b * G + i is sample i of prompt b
+        clock = [time.perf_counter()]
+        repeated = [p for p in next(stream) for _ in range(group)]
+        ro = rollout(
+            policy,
+            tokenizer,
+            repeated,
+            cfg.max_prompt_length,
+            cfg.max_new_tokens,
+            cfg.temperature,
+            cfg.use_chat_template,
+            cfg.top_k,
+            cfg.top_p,
+            generator,
+        )
+        clock.append(time.perf_counter())
+
+        # 2-3. rewards and group-normalised advantages
+        scored = reward(ro.prompts, ro.response_texts)
+        mask = ro.response_mask.float()  # (N, R)
+        scores = scored.total.to(mask.device) - cfg.missing_eos_penalty * (~ro.has_eos).float()  # (N,)
+        advantages = group_advantages(scores.view(-1, group), cfg.scale_rewards).flatten()  # (N,)
+        seqs = (ro.query_ids, ro.query_mask, ro.response_ids, ro.response_mask)
+
+        # 4. reference logprobs (if any) and sampling-policy logprobs (if the batch is reused)
+        with torch.no_grad():
+            old_logprobs = None
+            if not on_policy:
+                old_logprobs, _ = response_logprobs(policy, *seqs, temperature=cfg.temperature)
+            ref_logprobs = None
+            if reference is not None:
+                ref_logprobs, _ = response_logprobs(reference, *seqs, temperature=cfg.temperature)
+        clock.append(time.perf_counter())
+
+        # 5. mu inner iterations of the clipped loss over minibatches
+        stats: dict[str, list[float]] = {}
+        for _ in range(cfg.inner_epochs):
+            order = torch.arange(n) if on_policy else torch.randperm(n, generator=generator)
+            for idx in order.split(cfg.mini_batch_size):
+                logprobs, entropy = response_logprobs(
+                    policy, *(t[idx] for t in seqs), temperature=cfg.temperature, with_entropy=True
+                )
+                if on_policy:
+                    old_logprobs = logprobs.detach()  # idx is the whole batch in order
+                loss, metrics = grpo_loss(
+                    logprobs,
+                    old_logprobs[idx],
+                    advantages[idx],
+                    mask[idx],
+                    ref_logprobs[idx] if ref_logprobs is not None else None,
+                    cfg.kl_coef,
+                    cfg.clip_eps,
+                    cfg.loss_aggregation,
+                )
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                metrics = {"loss": loss, "entropy": masked_mean(entropy, mask[idx]), **metrics}
+                for key, val in metrics.items():
+                    stats.setdefault(key, []).append(float(val.detach()))
+        clock.append(time.perf_counter())
+
+        phases = ("rollout", "score_ref", "update")
+        timing = {f"time_{k}": b - a for k, a, b in zip(phases, clock[:-1], clock[1:], strict=True)}
+        kl = None  # nats per response, k1 at sampling time, as PPO and `rlhfkit eval` report it
+        if ref_logprobs is not None:
+            kl = ((old_logprobs - ref_logprobs) * mask).sum(1).mean().item()
+        means = {k: sum(v) / len(v) for k, v in stats.items()}
+        row = log.log(
+            step,
+            {
+                **scored.metrics(),
+                "kl": kl,
+                "kl_k3_token": means.pop("kl"),
+                "response_length": ro.lengths.float().mean(),
+                "no_eos_frac": (~ro.has_eos).float().mean(),
+                "zero_adv_group_frac": zero_advantage_fraction(scores.view(-1, group)),
+                **means,
+                **timing,
+            },
+        )
+        progress.set_postfix(reward=f"{row['reward']:.3f}", kl="-" if kl is None else f"{kl:.2f}")
+
+    policy.eval()
+    first, last = log.rows[0], log.rows[-1]
+    summary = {
+        "stage": "grpo",
+        "steps": cfg.steps,
+        "reward_first": first["reward"],
+        "reward_last": last["reward"],
+        "kl_last": last["kl"],
+        "response_length_last": last["response_length"],
+    }
+    save_model(policy, tokenizer, cfg.output_dir, cfg, summary)
+    return summary

@@ -1,0 +1,225 @@
+"""RLOO: REINFORCE with a leave-one-out baseline (Ahmadian et al. 2024, "Back to Basics"), no value model.
+
+One step = one batch of B prompts:
+  1. sample k responses per prompt (each prompt repeated k times in one rollout batch);
+  2. score every response with the reward sources (a weighted sum; each source is logged), minus a
+     penalty for responses that never emitted EOS;
+  3. with no grad: the sampling policy's and the reference's logprobs; the KL (k1, summed over the
+     response) is folded into the sequence reward, ``R = score - beta * KL`` (with kl_coef = 0 no
+     reference model is loaded and ``R = score``);
+  4. leave-one-out advantages: ``R_i`` minus the mean ``R`` of the other k - 1 responses;
+  5. ``inner_epochs`` passes of the REINFORCE loss (optionally ratio-clipped) over minibatches.
+
+Notation:
+    B  prompts per step (``batch_size``)
+    k  responses per prompt (``group_size``; G elsewhere)
+    N  sequences per step, B * k
+    R  response length
+
+Python use::
+
+    from rlhfkit.trainers.rloo import RLOOConfig, train_rloo
+    from rlhfkit.rewards import RewardSpec
+    train_rloo(RLOOConfig(policy="runs/sft", rewards=[RewardSpec("model", "runs/reward")]))
+
+CLI: ``rlhfkit rloo [config.yaml] [key=value ...]``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from tqdm.auto import tqdm
+
+from rlhfkit.algos import leave_one_out_advantages, zero_advantage_fraction
+from rlhfkit.config import option
+from rlhfkit.data import load_prompts
+from rlhfkit.losses import masked_mean, rloo_loss
+from rlhfkit.models.loading import load_policy, load_tokenizer
+from rlhfkit.models.logprobs import response_logprobs
+from rlhfkit.rewards import RewardSpec, build_reward, check_reward_specs
+from rlhfkit.rollout.sampling import rollout
+from rlhfkit.trainers.common import (
+    DataConfig,
+    MetricsLog,
+    batches,
+    load_split,
+    make_optimizer,
+    save_model,
+    setup_torch,
+)
+
+
+@dataclass
+class RLOOConfig:
+    """RLOO: k samples per prompt, leave-one-out baseline, KL folded into the reward, REINFORCE loss."""
+
+    policy: str = option("smollm2-135m-instruct", "policy to train (usually the SFT output)")
+    reference: str | None = option(None, "frozen reference for the KL penalty (default: policy)")
+    rewards: list[RewardSpec] = option(
+        [RewardSpec(kind="model", path="runs/reward")],
+        "reward sources, summed with their weights; each {kind: model|function|length|format, "
+        "path, name, weight, options} (see rlhfkit.rewards.RewardSpec)",
+    )
+    output_dir: str = option("runs/rloo", "where the trained policy is saved")
+    data: DataConfig = option(DataConfig, "prompts (prompt-only or preference files)")
+    use_chat_template: bool = option(True, "render prompts with the policy tokenizer's chat template")
+    steps: int = option(10, "batches of prompts (each sampled, scored and trained on)")
+    batch_size: int = option(4, "B: prompts per step")
+    group_size: int = option(4, "k: responses sampled per prompt (>= 2)")
+    mini_batch_size: int = option(16, "sequences per gradient step; batch_size * group_size is a multiple")
+    inner_epochs: int = option(1, "passes over each batch")
+    max_prompt_length: int = option(128, "prompt tokens kept (from the end)")
+    max_new_tokens: int = option(48, "response tokens sampled at most")
+    temperature: float = option(0.7, "sampling temperature; logprobs use logits / temperature too")
+    top_k: int = option(0, "sample among the k most likely tokens (0: all)")
+    top_p: float = option(1.0, "nucleus sampling mass")
+    lr: float = option(1e-5, "policy learning rate")
+    kl_coef: float = option(0.05, "beta: reward -= beta * KL (k1, per response); 0 loads no reference")
+    clip_eps: float | None = option(0.2, "ratio clip range (null: plain REINFORCE, no clipping)")
+    loss_aggregation: Literal["token", "sequence"] = option(
+        "sequence",
+        "sequence: REINFORCE on each response's log-prob (the paper); token: per-token ratio, mean",
+    )
+    missing_eos_penalty: float = option(1.0, "subtracted from the reward of responses with no EOS")
+    reward_max_length: int = option(256, "reward model tokens per dialogue (cut from the left)")
+    max_grad_norm: float = option(1.0, "gradient clipping norm")
+    seed: int = option(0, "seed for prompt order and sampling")
+    dtype: str = option("float32", "float32, bfloat16 or float16")
+    threads: int | None = option(None, "CPU threads (default: all cores)")
+
+    def __post_init__(self):
+        if self.group_size < 2:
+            raise ValueError("group_size must be >= 2: the baseline is the mean of the other responses")
+        if (self.batch_size * self.group_size) % self.mini_batch_size:
+            raise ValueError("batch_size * group_size must be a multiple of mini_batch_size")
+        if self.inner_epochs < 1:
+            raise ValueError("inner_epochs must be >= 1")
+        if self.temperature <= 0:
+            raise ValueError("temperature must be > 0: RLOO needs sampled responses and their logprobs")
+        if self.kl_coef < 0:
+            raise ValueError("kl_coef must be >= 0")
+        if self.clip_eps is not None and self.clip_eps <= 0:
+            raise ValueError("clip_eps must be > 0, or null for no clipping")
+        check_reward_specs(self.rewards)
+
+
+def train_rloo(cfg: RLOOConfig) -> dict:
+    """Run RLOO and save the policy to ``cfg.output_dir``; returns the run's summary.
+
+    Raises:
+        rlhfkit.rewards.RewardError: a reward function failed or returned bad scores (names it and
+            the prompt index).
+        rlhfkit.data.DataError: bad prompt data (unless ``data.skip_invalid``).
+        rlhfkit.models.loading.ModelNotFoundError: a model cannot be found.
+    """
+    setup_torch(cfg.seed, cfg.threads)
+    prompts, _ = load_split(cfg.data, load_prompts)
+    tokenizer = load_tokenizer(cfg.policy)
+    policy = load_policy(cfg.policy, cfg.dtype)
+    reference = None
+    if cfg.kl_coef > 0:
+        reference = load_policy(cfg.reference or cfg.policy, cfg.dtype, trainable=False)
+    reward = build_reward(cfg.rewards, cfg.dtype, cfg.reward_max_length)
+    n, group = cfg.batch_size * cfg.group_size, cfg.group_size
+    updates = cfg.steps * cfg.inner_epochs * (n // cfg.mini_batch_size)
+    optimizer, _ = make_optimizer(policy.parameters(), cfg.lr, 0.0, 0, updates)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    stream = batches([p.prompt for p in prompts], cfg.batch_size, cfg.seed)
+    log = MetricsLog(cfg.output_dir)
+
+    progress = tqdm(range(1, cfg.steps + 1), desc="rloo", unit="step")
+    for step in progress:
+        # 1. rollout: each prompt k times in a row, so row b * k + i is sample i of prompt b
+        clock = [time.perf_counter()]
+        repeated = [p for p in next(stream) for _ in range(group)]
+        ro = rollout(
+            policy,
+            tokenizer,
+            repeated,
+            cfg.max_prompt_length,
+            cfg.max_new_tokens,
+            cfg.temperature,
+            cfg.use_chat_template,
+            cfg.top_k,
+            cfg.top_p,
+            generator,
+        )
+        clock.append(time.perf_counter())
+
+        # 2. rewards
+        scored = reward(ro.prompts, ro.response_texts)
+        mask = ro.response_mask.float()  # (N, R)
+        scores = scored.total.to(mask.device) - cfg.missing_eos_penalty * (~ro.has_eos).float()  # (N,)
+        seqs = (ro.query_ids, ro.query_mask, ro.response_ids, ro.response_mask)
+
+        # 3. sampling-policy and reference logprobs; KL folded into the sequence reward
+        with torch.no_grad():
+            old_logprobs, _ = response_logprobs(policy, *seqs, temperature=cfg.temperature)
+            kl = torch.zeros(n, device=mask.device)  # (N,) nats per response
+            if reference is not None:
+                ref_logprobs, _ = response_logprobs(reference, *seqs, temperature=cfg.temperature)
+                kl = ((old_logprobs - ref_logprobs) * mask).sum(1)
+        rewards = scores - cfg.kl_coef * kl  # (N,)
+
+        # 4. leave-one-out advantages
+        advantages = leave_one_out_advantages(rewards.view(-1, group)).flatten()  # (N,)
+        clock.append(time.perf_counter())
+
+        # 5. REINFORCE updates over minibatches
+        stats: dict[str, list[float]] = {}
+        for _ in range(cfg.inner_epochs):
+            for idx in torch.randperm(n, generator=generator).split(cfg.mini_batch_size):
+                logprobs, entropy = response_logprobs(
+                    policy, *(t[idx] for t in seqs), temperature=cfg.temperature, with_entropy=True
+                )
+                loss, metrics = rloo_loss(
+                    logprobs,
+                    old_logprobs[idx],
+                    advantages[idx],
+                    mask[idx],
+                    cfg.clip_eps,
+                    cfg.loss_aggregation,
+                )
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                metrics = {"loss": loss, "entropy": masked_mean(entropy, mask[idx]), **metrics}
+                for key, val in metrics.items():
+                    stats.setdefault(key, []).append(float(val.detach()))
+        clock.append(time.perf_counter())
+
+        phases = ("rollout", "score_ref", "update")
+        timing = {f"time_{k}": b - a for k, a, b in zip(phases, clock[:-1], clock[1:], strict=True)}
+        row = log.log(
+            step,
+            {
+                **scored.metrics(),
+                "kl": kl.mean().item() if reference is not None else None,
+                "non_score_reward": (-cfg.kl_coef * kl).mean(),
+                "response_length": ro.lengths.float().mean(),
+                "no_eos_frac": (~ro.has_eos).float().mean(),
+                "zero_adv_group_frac": zero_advantage_fraction(scores.view(-1, group)),
+                **{k: sum(v) / len(v) for k, v in stats.items()},
+                **timing,
+            },
+        )
+        kl_text = "-" if row["kl"] is None else f"{row['kl']:.2f}"
+        progress.set_postfix(reward=f"{row['reward']:.3f}", kl=kl_text)
+
+    policy.eval()
+    first, last = log.rows[0], log.rows[-1]
+    summary = {
+        "stage": "rloo",
+        "steps": cfg.steps,
+        "reward_first": first["reward"],
+        "reward_last": last["reward"],
+        "kl_last": last["kl"],
+        "response_length_last": last["response_length"],
+    }
+    save_model(policy, tokenizer, cfg.output_dir, cfg, summary)
+    return summary

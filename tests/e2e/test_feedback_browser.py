@@ -1,0 +1,224 @@
+"""The labelling page in a real headless Chromium (Debian's package, driven by Playwright).
+
+An annotator signs in with their token, labels every item with keyboard shortcuts only (a pair with a
+note, a 3-way ranking, a tie, a skip), and the admin's export holds exactly those labels. One item's
+responses carry ``<script>`` and ``<img onerror>`` payloads: they must show as text and never run.
+
+Set ``RLHFKIT_SCREENSHOTS=docs/img`` to write the page's screenshots there (the README's pictures);
+otherwise they go to the test's temporary folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import httpx
+import pytest
+
+from rlhfkit.feedback.items import ItemRecord, ResponseRecord
+from rlhfkit.feedback.server import serving
+from rlhfkit.feedback.store import Store
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+playwright_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+pytestmark = pytest.mark.skipif(
+    not Path(CHROMIUM).exists(),
+    reason=f"Debian's chromium is not installed ({CHROMIUM}); .ci/run installs it",
+)
+
+SCRIPT = "<script>window.pwned = 'script'; alert('script')</script>"
+IMG = "<img src=x onerror=\"window.pwned = 'img'; alert('img')\">"
+GUIDELINES = "Prefer the response that is helpful, honest and harmless.\nPrefer short over long when equal."
+ITEMS = [
+    ItemRecord(
+        "\n\nHuman: Can you tell me a joke?\n\nAssistant: Sure, about what?"
+        "\n\nHuman: About HTML, please.\n\nAssistant:",
+        (
+            ResponseRecord(f"Here is one: {SCRIPT} ... the browser never laughed."),
+            ResponseRecord(f"Why did the tag close itself? {IMG} Because it was <b>void</b>."),
+        ),
+        "xss",
+    ),
+    ItemRecord(
+        [{"role": "user", "content": "Name a primary colour."}],
+        (ResponseRecord("Red."), ResponseRecord("Blue, like the sky."), ResponseRecord("Potato.")),
+        "rank3",
+    ),
+    ItemRecord("Is water wet?", (ResponseRecord("Yes."), ResponseRecord("Yes, it is.")), "tie"),
+    ItemRecord("Skip me, please.", (ResponseRecord("one"), ResponseRecord("two")), "skip"),
+]
+
+
+@pytest.fixture
+def app_server(tmp_path):
+    store = Store.init(f"sqlite:///{tmp_path / 'feedback.db'}")
+    store.create_project("demo", GUIDELINES, overlap=1)
+    store.load_items("demo", ITEMS)
+    tokens = {"annotator": store.add_annotator("demo", "alice"), "admin": store.create_admin()}
+    with serving(store) as url:
+        yield store, url, tokens
+    store.close()
+
+
+@pytest.fixture
+def page():
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        context = browser.new_context(viewport={"width": 1280, "height": 860})
+        page = context.new_page()
+        page.dialogs = []
+        page.on("dialog", lambda dialog: (page.dialogs.append(dialog.message), dialog.dismiss()))
+        yield page
+        browser.close()
+
+
+def screenshot_dir(tmp_path) -> Path:
+    target = Path(os.environ.get("RLHFKIT_SCREENSHOTS") or tmp_path / "screenshots")
+    target.mkdir(parents=True, exist_ok=True)
+    return target
+
+
+def current_item(store, page) -> str:
+    """Which item the page shows, found from its first turn's text."""
+    first_turn = page.locator("#prompt .turn .content").first.text_content()
+    for record in ITEMS:
+        prompt = record.prompt if isinstance(record.prompt, str) else record.prompt[0]["content"]
+        if first_turn.strip() and first_turn.strip() in prompt:
+            return record.external_id
+    raise AssertionError(f"unknown item on the page: {first_turn!r}")
+
+
+def wait_for_next(page, previous_text: str) -> None:
+    page.wait_for_function(
+        """(previous) => !document.getElementById('done').hidden ||
+            document.querySelector('#prompt').textContent !== previous""",
+        arg=previous_text,
+    )
+
+
+def test_annotator_labels_with_the_keyboard_and_the_export_matches(app_server, page, tmp_path):
+    store, url, tokens = app_server
+    shots = screenshot_dir(tmp_path)
+    page.goto(url + "/")
+    page.fill("#token", tokens["annotator"])
+    page.press("#token", "Enter")
+    page.wait_for_selector("#task:not([hidden])")
+    assert page.text_content("#project-name") == "demo" and page.text_content("#who") == "alice"
+    assert page.text_content("#progress-text") == "0 labelled · 0 skipped · 4 left"
+    assert page.text_content("#guidelines-text") == GUIDELINES
+    keys_panel = page.text_content("#keys")
+    for key in ("a", "b", "t", "x", "q", "w", "e", "n", "Enter", "s", "g", "Backspace"):
+        assert key in keys_panel
+
+    seen = {}
+    while page.is_hidden("#done"):
+        item = current_item(store, page)
+        before = page.text_content("#prompt")
+        letters = page.eval_on_selector_all(
+            "#responses .response", "cards => cards.map(c => c.dataset.letter)"
+        )
+        texts = page.eval_on_selector_all(
+            "#responses .response .text", "nodes => nodes.map(n => n.textContent)"
+        )
+        seen[item] = dict(zip(letters, texts, strict=True))
+        if item == "xss":
+            # shown as dialogue turns, and the payloads as plain text
+            assert page.locator("#prompt .turn").count() == 3
+            assert any(SCRIPT in t for t in texts) and any(IMG in t for t in texts)
+            assert page.locator("#responses img, #responses script, #responses b").count() == 0
+            page.keyboard.press("b")
+            page.keyboard.press("w")
+            page.keyboard.press("n")
+            page.keyboard.type("the <b>void</b> joke is better")
+            page.keyboard.press("Escape")
+            page.screenshot(path=str(shots / "annotate-pair.png"), full_page=True)
+            page.keyboard.press("Enter")
+        elif item == "rank3":
+            page.keyboard.press("3")
+            page.keyboard.press("1")  # the last one is placed by itself
+            page.keyboard.press("e")
+            assert page.text_content("#responses .response.best .badge") == "best"
+            page.screenshot(path=str(shots / "annotate-ranking.png"), full_page=True)
+            page.keyboard.press("Enter")
+        elif item == "tie":
+            page.keyboard.press("q")  # a strength without a preference does nothing
+            page.keyboard.press("t")
+            page.keyboard.press("Enter")
+        else:
+            page.keyboard.press("s")
+        wait_for_next(page, before)
+
+    assert page.text_content("#progress-text") == "3 labelled · 1 skipped · 0 left"
+    assert page.dialogs == [] and page.evaluate("window.pwned") is None
+
+    # the admin's export holds exactly what was pressed
+    admin = {"Authorization": f"Bearer {tokens['admin']}"}
+    raw = [
+        json.loads(line)
+        for line in httpx.get(
+            f"{url}/api/admin/projects/demo/export?format=raw", headers=admin
+        ).text.splitlines()
+    ]
+    by_item = {r["item_id"]: r for r in raw}
+    assert {k: v["label"] for k, v in by_item.items()} == {
+        "xss": "b_better",
+        "rank3": "ranking",
+        "tie": "tie",
+        "skip": "skipped",
+    }
+    xss = by_item["xss"]
+    assert xss["strength"] == "clear" and xss["note"] == "the <b>void</b> joke is better"
+    assert xss["responses"][xss["ranking"][0]] == seen["xss"]["B"]  # B, the right one, won
+    rank3 = by_item["rank3"]
+    assert [rank3["responses"][p] for p in rank3["ranking"]] == [seen["rank3"][x] for x in "CAB"]
+    assert rank3["strength"] == "strong"
+    trl = [
+        json.loads(line)
+        for line in httpx.get(
+            f"{url}/api/admin/projects/demo/export?format=trl", headers=admin
+        ).text.splitlines()
+    ]
+    assert len(trl) == 1 + 3  # the pair, and the ranking's 3 pairs; the tie and the skip are left out
+    assert {"chosen": seen["xss"]["B"], "rejected": seen["xss"]["A"]}.items() <= trl[0].items()
+
+
+def test_drag_to_rank_and_sign_in_by_link(app_server, page, tmp_path):
+    store, url, tokens = app_server
+    store.create_project("drag", overlap=1)
+    store.load_items("drag", [ITEMS[1]])
+    token = store.add_annotator("drag", "bob")
+    page.goto(f"{url}/#token={token}")  # the link add-annotator prints
+    page.wait_for_selector("#task:not([hidden])")
+    assert "token" not in page.url  # the token does not stay in the address bar
+    chips = page.locator("#ranking li")
+    assert chips.count() == 3
+    chips.nth(2).drag_to(chips.nth(0))  # C to the front: C, A, B
+    assert page.eval_on_selector_all("#ranking li", "xs => xs.map(x => x.textContent)") == ["C", "A", "B"]
+    page.keyboard.press("w")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#done:not([hidden])")
+    (annotation,) = store.annotations("drag")
+    assert annotation.ranking == [annotation.display_order[i] for i in (2, 0, 1)]
+
+
+def test_a_wrong_token_is_refused(app_server, page):
+    _, url, tokens = app_server
+    page.goto(url + "/")
+    page.fill("#token", "not-a-token")
+    page.press("#token", "Enter")
+    page.wait_for_function("() => document.getElementById('login-error').textContent.length > 0")
+    assert "not accepted" in page.text_content("#login-error")
+    page.fill("#token", tokens["admin"])
+    page.press("#token", "Enter")
+    page.wait_for_function("() => document.getElementById('login-error').textContent.includes('admin')")
+    assert page.is_hidden("#workspace")

@@ -1,0 +1,203 @@
+"""The HTTP API: 401 without a valid token, 403 across roles, annotators confined to their own queue,
+idempotent submissions, the admin's export and stats, and the page's security headers."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from fastapi.testclient import TestClient
+
+from rlhfkit.data import load_preferences
+from rlhfkit.feedback.api import create_app
+
+XSS = '<script>window.pwned = 1</script><img src=x onerror="window.pwned = 2">'
+
+
+@pytest.fixture
+def app(sqlite_store, seed):
+    seed(sqlite_store, items=3, overlap=2, annotators=())
+    sqlite_store.load_items("p", [])
+    tokens = {name: sqlite_store.add_annotator("p", name) for name in ("ann", "bob")}
+    tokens["admin"] = sqlite_store.create_admin()
+    sqlite_store.create_project("other", overlap=1)
+    tokens["other"] = sqlite_store.add_annotator("other", "eve")
+    client = TestClient(create_app(sqlite_store))
+    return client, tokens
+
+
+def auth(token):
+    return {"Authorization": f"Bearer {token}"}
+
+
+ANNOTATOR_ROUTES = [
+    ("GET", "/api/me", None),
+    ("POST", "/api/next", None),
+    ("POST", "/api/annotations", {"item_id": 1, "label": "tie"}),
+    ("POST", "/api/skip", {"item_id": 1}),
+    ("GET", "/api/my/annotations", None),
+]
+ADMIN_ROUTES = [
+    ("GET", "/api/admin/projects", None),
+    ("GET", "/api/admin/projects/p/stats", None),
+    ("GET", "/api/admin/projects/p/export?format=trl", None),
+    ("GET", "/api/admin/projects/p/export?format=raw", None),
+    ("POST", "/api/admin/projects/p/annotators", {"name": "mallory"}),
+    ("POST", "/api/admin/projects/p/items", []),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body"), ANNOTATOR_ROUTES + ADMIN_ROUTES)
+def test_no_token_or_a_wrong_one_is_401(app, method, path, body):
+    client, _ = app
+    for headers in ({}, auth("wrong"), {"Authorization": "Basic abc"}):
+        reply = client.request(method, path, json=body, headers=headers)
+        assert reply.status_code == 401, (path, headers, reply.text)
+        assert reply.headers["www-authenticate"] == "Bearer"
+
+
+@pytest.mark.parametrize(("method", "path", "body"), ADMIN_ROUTES)
+def test_annotators_cannot_reach_admin_routes(app, method, path, body):
+    client, tokens = app
+    reply = client.request(method, path, json=body, headers=auth(tokens["ann"]))
+    assert reply.status_code == 403
+    assert reply.json() == {"detail": "this route is for admins"}
+
+
+@pytest.mark.parametrize(("method", "path", "body"), ANNOTATOR_ROUTES)
+def test_admins_are_not_annotators(app, method, path, body):
+    client, tokens = app
+    assert client.request(method, path, json=body, headers=auth(tokens["admin"])).status_code == 403
+
+
+def test_annotators_reach_only_their_own_queue_and_labels(app):
+    client, tokens = app
+    ann, bob, eve = auth(tokens["ann"]), auth(tokens["bob"]), auth(tokens["other"])
+    task = client.post("/api/next", headers=ann).json()
+    body = {"item_id": task["item_id"], "label": "a_better", "strength": "clear"}
+    assert client.post("/api/annotations", json=body, headers=ann).status_code == 200
+    # bob and eve (another project) cannot label or skip ann's item, nor see ann's label
+    for other in (bob, eve):
+        reply = client.post(
+            "/api/annotations", json={"item_id": task["item_id"], "label": "tie"}, headers=other
+        )
+        assert reply.status_code == 404 and "not in your queue" in reply.json()["detail"]
+        assert client.post("/api/skip", json={"item_id": task["item_id"]}, headers=other).status_code == 404
+        assert client.get("/api/my/annotations", headers=other).json() == []
+    assert [a["item_id"] for a in client.get("/api/my/annotations", headers=ann).json()] == [task["item_id"]]
+    # eve's project has no items: her queue is empty, and she never sees project p's
+    assert client.post("/api/next", headers=eve).status_code == 204
+    assert client.get("/api/me", headers=eve).json()["project"]["name"] == "other"
+    # unknown body fields are refused rather than ignored
+    reply = client.post(
+        "/api/annotations", json={"item_id": 1, "label": "tie", "annotator": "bob"}, headers=bob
+    )
+    assert reply.status_code == 422
+
+
+def test_labelling_flow_resubmission_and_export(app):
+    client, tokens = app
+    ann, admin = auth(tokens["ann"]), auth(tokens["admin"])
+    me = client.get("/api/me", headers=ann).json()
+    assert me["annotator"] == "ann" and me["project"] == {"name": "p", "guidelines": "be kind", "overlap": 2}
+    assert me["progress"] == {"done": 0, "skipped": 0, "pending": 0, "available": 3, "total_items": 3}
+    labelled = []
+    while (reply := client.post("/api/next", headers=ann)).status_code == 200:
+        task = reply.json()
+        assert [r["letter"] for r in task["responses"]] == ["A", "B"]
+        assert task["turns"] == [{"role": "user", "content": task["turns"][0]["content"]}]
+        body = {
+            "item_id": task["item_id"],
+            "label": "b_better",
+            "strength": "strong",
+            "note": "n",
+            "duration_ms": 5,
+        }
+        first = client.post("/api/annotations", json=body, headers=ann)
+        again = client.post("/api/annotations", json=body, headers=ann)
+        assert first.status_code == again.status_code == 200
+        assert first.json()["created"] is True and again.json() == {**first.json(), "created": False}
+        different = client.post("/api/annotations", json={**body, "strength": "slight"}, headers=ann)
+        assert different.status_code == 409
+        labelled.append((task["item_id"], task["responses"][1]["text"]))
+    assert reply.status_code == 204 and len(labelled) == 3
+    assert client.get("/api/me", headers=ann).json()["progress"]["done"] == 3
+
+    export = client.get("/api/admin/projects/p/export?format=trl", headers=admin)
+    assert export.status_code == 200 and export.headers["content-type"].startswith("application/x-ndjson")
+    rows = [json.loads(line) for line in export.text.splitlines()]
+    assert sorted(r["chosen"] for r in rows) == sorted(text for _, text in labelled)  # B, the right side, won
+    assert all(r["margin"] == 1.0 for r in rows)
+    raw = [
+        json.loads(line)
+        for line in client.get("/api/admin/projects/p/export?format=raw", headers=admin).text.splitlines()
+    ]
+    assert len(raw) == 3 and {r["annotator"] for r in raw} == {"ann"} and raw[0]["note"] == "n"
+    stats = client.get("/api/admin/projects/p/stats", headers=admin).json()
+    assert stats["annotations"] == 3 and stats["position_bias"]["rate"] == 0.0  # right always won
+    assert client.get("/api/admin/projects/p/export?format=xml", headers=admin).status_code == 422
+    assert client.get("/api/admin/projects/nope/stats", headers=admin).status_code == 404
+
+
+def test_export_file_from_the_api_loads_as_preferences(app, tmp_path):
+    client, tokens = app
+    ann, admin = auth(tokens["ann"]), auth(tokens["admin"])
+    task = client.post("/api/next", headers=ann).json()
+    body = {"item_id": task["item_id"], "label": "a_better", "strength": "clear"}
+    assert client.post("/api/annotations", json=body, headers=ann).status_code == 200
+    path = tmp_path / "labels.jsonl"
+    path.write_text(client.get("/api/admin/projects/p/export", headers=admin).text)
+    (pair,) = load_preferences(path)
+    assert pair.chosen == task["responses"][0]["text"]
+
+
+def test_admin_adds_annotators_and_items(app):
+    client, tokens = app
+    admin = auth(tokens["admin"])
+    reply = client.post("/api/admin/projects/p/annotators", json={"name": "carol"}, headers=admin)
+    carol = auth(reply.json()["token"])
+    assert client.get("/api/me", headers=carol).json()["annotator"] == "carol"
+    assert (
+        client.post("/api/admin/projects/p/annotators", json={"name": "carol"}, headers=admin).status_code
+        == 409
+    )
+    items = [{"id": "x1", "prompt": "hi", "responses": [XSS, "plain"]}]
+    assert client.post("/api/admin/projects/p/items", json=items, headers=admin).json() == {
+        "added": 1,
+        "existing": 0,
+    }
+    assert client.post("/api/admin/projects/p/items", json=items, headers=admin).json() == {
+        "added": 0,
+        "existing": 1,
+    }
+    bad = client.post(
+        "/api/admin/projects/p/items", json=[{"prompt": "hi", "responses": ["one"]}], headers=admin
+    )
+    assert bad.status_code == 422 and "item 0: field 'responses'" in bad.json()["detail"]
+
+
+def test_invalid_judgements_are_422(app):
+    client, tokens = app
+    ann = auth(tokens["ann"])
+    task = client.post("/api/next", headers=ann).json()
+    for body in (
+        {"label": "a_better"},
+        {"label": "ranking", "strength": "clear", "ranking": ["A", "C"]},
+        {"label": "meh"},
+        {"label": "tie", "note": "x" * 5001},
+    ):
+        reply = client.post("/api/annotations", json={"item_id": task["item_id"], **body}, headers=ann)
+        assert reply.status_code == 422, body
+
+
+def test_the_page_is_served_with_a_strict_content_security_policy(app):
+    client, _ = app
+    page = client.get("/")
+    assert page.status_code == 200 and '<script src="/static/app.js" defer></script>' in page.text
+    csp = page.headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "object-src 'none'" in csp and "unsafe-inline" not in csp
+    assert page.headers["x-content-type-options"] == "nosniff"
+    script = client.get("/static/app.js").text
+    for sink in (".innerHTML", ".outerHTML", "insertAdjacentHTML", "document.write", "eval("):
+        assert sink not in script
+    assert client.get("/api/health").json() == {"ok": True, "schema": "0001"}

@@ -1,0 +1,58 @@
+"""The schema: migrations build exactly the tables the code declares; version checks; SQLite settings."""
+
+from __future__ import annotations
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import text
+
+from rlhfkit.feedback.db import (
+    HEAD,
+    MIGRATIONS,
+    SchemaError,
+    check_schema,
+    current_revision,
+    make_engine,
+    upgrade,
+)
+from rlhfkit.feedback.store import Store
+from rlhfkit.feedback.tables import Base
+
+
+def test_head_is_the_newest_migration():
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    assert ScriptDirectory.from_config(config).get_current_head() == HEAD
+
+
+def test_migrations_match_the_tables(store):
+    with store.engine.connect() as connection:
+        diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    assert diff == []
+    assert current_revision(store.engine) == HEAD
+
+
+def test_open_refuses_a_database_without_or_with_another_schema(tmp_path):
+    url = f"sqlite:///{tmp_path / 'db' / 'f.db'}"
+    with pytest.raises(SchemaError, match="rlhfkit annotate init"):
+        Store.open(url)
+    engine = make_engine(url)
+    upgrade(engine)
+    check_schema(engine)
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = '0000'"))
+    with pytest.raises(SchemaError, match="revision 0000, this rlhfkit expects"):
+        check_schema(engine)
+    engine.dispose()
+
+
+def test_sqlite_is_durable_and_waits_for_locks(sqlite_store):
+    with sqlite_store.engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+        assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30000

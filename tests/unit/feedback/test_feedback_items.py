@@ -1,0 +1,55 @@
+"""Item records: what is accepted, and the file/line/field of what is not."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from rlhfkit.data import DataError
+from rlhfkit.feedback.items import InvalidItem, ItemRecord, ResponseRecord, parse_item, read_items
+
+
+def test_item_forms():
+    item = parse_item(
+        {"id": 7, "prompt": "hi", "responses": ["a", {"text": "b", "model": "m", "temperature": 0.7}]}
+    )
+    assert item == ItemRecord(
+        "hi", (ResponseRecord("a"), ResponseRecord("b", {"model": "m", "temperature": 0.7})), "7"
+    )
+    pair = parse_item({"prompt": [{"role": "user", "content": "q"}], "chosen": "a", "rejected": "b"})
+    assert [r.text for r in pair.responses] == ["a", "b"] and pair.external_id is None
+    same = parse_item({"prompt": pair.prompt, "responses": ["a", "b"]})
+    assert pair.key().startswith("sha1:") and pair.key() == same.key()  # the same content, the same key
+
+
+@pytest.mark.parametrize(
+    ("record", "field", "reason"),
+    [
+        ({"responses": ["a", "b"]}, "prompt", "missing"),
+        ({"prompt": " ", "responses": ["a", "b"]}, "prompt", "empty prompt"),
+        ({"prompt": [{"role": "bot", "content": "x"}], "responses": ["a", "b"]}, "prompt", "bad message"),
+        ({"prompt": "q"}, "responses", "missing"),
+        ({"prompt": "q", "responses": ["a"]}, "responses", "2 to 8"),
+        ({"prompt": "q", "responses": ["a"] * 9}, "responses", "2 to 8"),
+        ({"prompt": "q", "responses": ["a", ""]}, "responses", "empty response"),
+        ({"prompt": "q", "responses": ["a", 3]}, "responses", "wrong type"),
+        ({"prompt": "q", "responses": ["a", "b"], "id": True}, "id", "wrong type"),
+        ({"prompt": "q", "responses": ["a", "b"], "meta": []}, "meta", "wrong type"),
+    ],
+)
+def test_bad_items(record, field, reason):
+    with pytest.raises(InvalidItem, match=reason) as err:
+        parse_item(record)
+    assert err.value.field == field
+
+
+def test_read_items_names_the_line(tmp_path):
+    path = tmp_path / "items.jsonl"
+    good = json.dumps({"prompt": "q", "responses": ["a", "b"]})
+    path.write_text(good + "\n" + json.dumps({"prompt": "q", "responses": ["a"]}) + "\n")
+    with pytest.raises(DataError, match=r"items.jsonl:2: field 'responses': an item needs 2 to 8"):
+        list(read_items(path))
+    path.write_text(good + "\n{oops\n")
+    with pytest.raises(DataError, match=r"items.jsonl:2: malformed JSON"):
+        list(read_items(path))

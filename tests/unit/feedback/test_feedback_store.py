@@ -1,0 +1,163 @@
+"""The store and its queue, on SQLite and on PostgreSQL: overlap, slots under concurrency, idempotence."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+
+import pytest
+from sqlalchemy import func, select
+
+from rlhfkit.feedback.judgements import InvalidJudgement, Judgement
+from rlhfkit.feedback.store import Conflict, NotFound
+from rlhfkit.feedback.tables import Assignment
+
+A_CLEAR = Judgement("a_better", "clear")
+
+
+def label_everything(store, annotator_id, judgement=A_CLEAR) -> list[int]:
+    done = []
+    while (task := store.queue.next_task(annotator_id)) is not None:
+        _, created = store.queue.submit(annotator_id, task.item_id, judgement)
+        assert created
+        done.append(task.item_id)
+    return done
+
+
+def test_projects_annotators_and_tokens(store):
+    project = store.create_project("p", "Be kind.", overlap=3)
+    assert (project.name, project.guidelines, project.overlap) == ("p", "Be kind.", 3)
+    with pytest.raises(Conflict):
+        store.create_project("p")
+    with pytest.raises(ValueError, match="overlap"):
+        store.create_project("q", overlap=0)
+    token = store.add_annotator("p", "ann")
+    who = store.authenticate(token)
+    assert (who.role, who.name, who.project_id) == ("annotator", "ann", project.id)
+    with pytest.raises(Conflict):
+        store.add_annotator("p", "ann")
+    with pytest.raises(NotFound):
+        store.add_annotator("nope", "ann")
+    admin = store.create_admin()
+    assert store.authenticate(admin).role == "admin"
+    with pytest.raises(Conflict):
+        store.create_admin()
+    new_admin = store.create_admin(replace=True)
+    assert store.authenticate(admin) is None and store.authenticate(new_admin).role == "admin"
+    assert store.authenticate("not a token") is None
+    assert store.update_project("p", guidelines="New.", overlap=1).guidelines == "New."
+
+
+def test_loading_the_same_items_twice_adds_nothing(store, pair_item):
+    store.create_project("p")
+    assert store.load_items("p", [pair_item(n) for n in range(5)], batch=2) == (5, 0)
+    assert store.load_items("p", [pair_item(n) for n in range(7)]) == (2, 5)
+    items = store.items("p")
+    assert [i.external_id for i in items] == [f"q{n}" for n in range(7)]
+    assert [r.text for r in items[0].responses] == ["q0 r0", "q0 r1"]
+
+
+def test_each_item_goes_to_overlap_annotators_never_twice_to_one(store, seed):
+    ids = seed(store, items=3, overlap=2, annotators=("a", "b", "c"))
+    labelled = {name: label_everything(store, ids[name]) for name in ("a", "b", "c")}
+    per_item = Counter(item for done in labelled.values() for item in done)
+    assert set(per_item.values()) == {2}  # each of the 3 items twice: 6 labels
+    assert sum(per_item.values()) == 6
+    for done in labelled.values():
+        assert len(done) == len(set(done))
+    progress = store.queue.progress(ids["c"])
+    assert (progress.pending, progress.available, progress.total_items) == (0, 0, 3)
+
+
+def test_an_annotator_keeps_their_item_until_they_answer(store, seed):
+    ids = seed(store)
+    first = store.queue.next_task(ids["ann"])
+    again = store.queue.next_task(ids["ann"])
+    assert (again.item_id, again.display_order) == (first.item_id, first.display_order)
+    assert sorted(first.display_order) == [0, 1]
+    assert first.responses == [f"q{first.external_id[1:]} r{p}" for p in first.display_order]
+
+
+def test_resubmission_changes_nothing_and_a_different_answer_conflicts(store, seed):
+    ids = seed(store)
+    task = store.queue.next_task(ids["ann"])
+    first = store.queue.submit(ids["ann"], task.item_id, Judgement("a_better", "clear", note=" hi "))
+    assert first[1] is True
+    again = store.queue.submit(ids["ann"], task.item_id, Judgement("a_better", "clear", note="hi"))
+    assert again == (first[0], False)
+    with pytest.raises(Conflict, match="already labelled"):
+        store.queue.submit(ids["ann"], task.item_id, Judgement("b_better", "clear"))
+    assert len(store.annotations("p")) == 1
+    stored = store.annotations("p")[0]
+    assert stored.ranking == [task.display_order[0], task.display_order[1]]  # A (left) won
+    assert (stored.display_order, stored.note) == (task.display_order, "hi")
+
+
+def test_items_outside_your_queue_and_invalid_judgements_are_refused(store, seed):
+    ids = seed(store)
+    task = store.queue.next_task(ids["ann"])
+    with pytest.raises(NotFound):
+        store.queue.submit(ids["bob"], task.item_id, A_CLEAR)  # bob was never given it
+    with pytest.raises(InvalidJudgement, match="strength"):
+        store.queue.submit(ids["ann"], task.item_id, Judgement("a_better"))
+    with pytest.raises(InvalidJudgement, match="ranking"):
+        store.queue.submit(ids["ann"], task.item_id, Judgement("ranking", "clear", ("A", "A")))
+    assert store.annotations("p") == []
+
+
+def test_skip_gives_the_slot_to_someone_else_and_is_final(store, seed):
+    ids = seed(store, items=1, overlap=1, annotators=("a", "b"))
+    task = store.queue.next_task(ids["a"])
+    assert store.queue.next_task(ids["b"]) is None  # the only slot is held by a
+    store.queue.skip(ids["a"], task.item_id)
+    store.queue.skip(ids["a"], task.item_id)  # twice is once
+    assert store.queue.next_task(ids["a"]) is None  # never handed back to a
+    assert store.queue.next_task(ids["b"]).item_id == task.item_id
+    with pytest.raises(Conflict, match="skipped"):
+        store.queue.submit(ids["a"], task.item_id, A_CLEAR)
+    assert [(s.item_id, s.annotator) for s in store.skips("p")] == [(task.item_id, "a")]
+    assert store.queue.progress(ids["a"]).skipped == 1
+
+
+def test_concurrent_annotators_never_share_a_slot(store, seed):
+    names = tuple(f"w{n}" for n in range(8))
+    ids = seed(store, items=6, overlap=2, annotators=names)
+    errors = []
+    start = threading.Barrier(len(names))
+
+    def work(name):
+        try:
+            start.wait()
+            label_everything(store, ids[name])
+        except Exception as err:  # noqa: BLE001 - reported below
+            errors.append(err)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in names]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    per_item = Counter(a.item_id for a in store.annotations("p"))
+    assert sorted(per_item.values()) == [2] * 6
+    pairs = [(a.item_id, a.annotator) for a in store.annotations("p")]
+    assert len(pairs) == len(set(pairs))
+    with store.engine.connect() as connection:
+        taken = connection.execute(
+            select(Assignment.item_id, Assignment.slot, func.count())
+            .group_by(Assignment.item_id, Assignment.slot)
+            .having(func.count() > 1)
+        ).all()
+    assert taken == []
+
+
+def test_own_annotations_are_in_display_letters(store, seed):
+    ids = seed(store, items=1, k=3)
+    task = store.queue.next_task(ids["ann"])
+    store.queue.submit(ids["ann"], task.item_id, Judgement("ranking", "strong", ("C", "A", "B")))
+    (mine,) = store.queue.own_annotations(ids["ann"])
+    assert (mine["label"], mine["ranking"], mine["strength"]) == ("ranking", ("C", "A", "B"), "strong")
+    assert store.queue.own_annotations(ids["bob"]) == []
+    stored = store.annotations("p")[0]
+    order = task.display_order
+    assert stored.ranking == [order[2], order[0], order[1]]
