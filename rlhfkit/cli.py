@@ -13,9 +13,8 @@ from dataclasses import dataclass
 
 from rlhfkit.config import ConfigError, describe_config, load_config
 from rlhfkit.data import DataError
+from rlhfkit.errors import ModelNotFoundError, NonFiniteError, RewardError
 from rlhfkit.feedback.cli import add_annotate_parser, run_annotate
-from rlhfkit.models.loading import ModelNotFoundError
-from rlhfkit.rewards.sources import RewardError
 
 
 @dataclass(frozen=True)
@@ -118,12 +117,19 @@ COMMANDS = {
 
 EXAMPLES = """examples:
   rlhfkit pipeline configs/hh-demo.yaml                 # what `make demo` runs
-  rlhfkit sft configs/hh-demo-sft.yaml max_steps=5      # one stage, with an override
+  rlhfkit dpo configs/hh-dpo.yaml max_steps=5            # one recipe, with an override
   rlhfkit reward model=minilm-l6 data.path=pairs.jsonl --skip-invalid
+  rlhfkit sft checkpoint.every=50 --resume              # continue an interrupted run
   rlhfkit eval baseline=runs/hh-demo/sft 'policies=[runs/hh-demo/ppo]'
   rlhfkit grpo configs/hh-grpo.yaml steps=2              # GRPO on the demo's SFT policy
   rlhfkit ppo --help                                    # every key of a stage, with defaults
 """
+
+
+OOM_ADVICE = (
+    "Lower batch_size (or mini_batch_size), max_length / max_prompt_length / max_new_tokens, or "
+    "eval_batch_size; for DPO use reference=precomputed or LoRA (lora_r=8); on a GPU try dtype=bfloat16."
+)
 
 
 def _add_command(sub, name: str, command: Command) -> None:
@@ -145,6 +151,12 @@ def _add_command(sub, name: str, command: Command) -> None:
     )
     if name == "pipeline":
         parser.add_argument("--force", action="store_true", help="re-run stages that already finished")
+    elif name != "eval":
+        parser.add_argument(
+            "--resume",
+            action="store_true",
+            help="continue from the newest complete checkpoint (checkpoint.every)",
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -173,13 +185,20 @@ def main(argv: list[str] | None = None) -> int:
         overrides.append("data.skip_invalid=true")
     if getattr(args, "force", False):
         overrides.append("force=true")
+    if getattr(args, "resume", False):
+        overrides.append("checkpoint.resume=true")
     command = COMMANDS[args.command]
     try:
         cfg = load_config(command.config(), args.config, overrides)
         command.run()(cfg)
-    except (ConfigError, DataError, ModelNotFoundError, RewardError) as err:
+    except (ConfigError, DataError, ModelNotFoundError, RewardError, NonFiniteError) as err:
         print(f"rlhfkit {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except (MemoryError, RuntimeError) as err:
+        if not isinstance(err, MemoryError) and "out of memory" not in str(err):
+            raise
+        print(f"rlhfkit {args.command}: error: out of memory ({err}). {OOM_ADVICE}", file=sys.stderr)
+        return 3
     return 0
 
 

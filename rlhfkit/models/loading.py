@@ -23,13 +23,10 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from rlhfkit.errors import ModelNotFoundError
 from rlhfkit.models.builtin import BUILTIN_MODELS, builtin_model_dir
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-class ModelNotFoundError(FileNotFoundError):
-    """A model name could not be resolved; the message lists every place that was tried."""
 
 
 def resolve_model(name: str | Path) -> str:

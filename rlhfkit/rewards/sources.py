@@ -30,14 +30,11 @@ import torch
 
 from rlhfkit.data.hh import join_prompt_response
 from rlhfkit.data.records import Prompt
+from rlhfkit.errors import RewardError
 from rlhfkit.models.loading import load_reward_model
 from rlhfkit.models.reward import load_reward_tokenizer, score_texts
 
 RewardFn = Callable[..., Sequence[float]]
-
-
-class RewardError(ValueError):
-    """A reward source failed or returned unusable scores; the message names it and the prompt index."""
 
 
 @runtime_checkable

@@ -20,13 +20,10 @@ from typing import Any
 import torch
 
 from rlhfkit.config import option
+from rlhfkit.errors import NonFiniteError
 
 COMPLETE = "COMPLETE"
 _PREFIX = "step-"
-
-
-class NonFiniteError(FloatingPointError):
-    """A loss or reward became NaN or infinite; the message names the step and the quantity."""
 
 
 def check_finite(step: int, **values: Any) -> None:

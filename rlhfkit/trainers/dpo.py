@@ -52,6 +52,7 @@ from rlhfkit.models.reference_cache import (
     save_cached,
     weights_fingerprint,
 )
+from rlhfkit.trainers.checkpoint import CheckpointConfig, Checkpointer, check_finite
 from rlhfkit.trainers.common import (
     DataConfig,
     MetricsLog,
@@ -98,6 +99,7 @@ class DPOConfig:
     lora_alpha: float = option(16.0, "LoRA scale numerator (scale = alpha / r)")
     lora_dropout: float = option(0.0, "dropout on the LoRA input")
     lora_target_modules: list[str] = option(["q_proj", "v_proj"], "module names that get an adapter")
+    checkpoint: CheckpointConfig = option(CheckpointConfig, "training checkpoints and resuming")
     seed: int = option(0, "seed for batching and initialisation")
     dtype: str = option("float32", "float32, bfloat16 or float16")
     threads: int | None = option(None, "CPU threads (default: all cores)")
@@ -235,11 +237,11 @@ def train_dpo(cfg: DPOConfig) -> dict:
     train_eval_idx = trained_idx[: cfg.eval_pairs]
 
     reference: ReferenceFn | None = None  # stays None for reference-free losses (SimPO)
-    cache_key_, cache_hit = None, None
+    cache_hit = None
     if cfg.loss_type not in REFERENCE_FREE and cfg.reference == "precomputed":
         # before any update the policy is the reference: score every pair the run will touch, once
         needed = sorted({*trained_idx, *eval_idx})
-        table, cache_key_, cache_hit = _precompute_reference(cfg, model, items, needed, pad_id)
+        table, _, cache_hit = _precompute_reference(cfg, model, items, needed, pad_id)
         reference = _table_reference(table)
     if cfg.lora_r:
         model = add_lora(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules)
@@ -248,15 +250,20 @@ def train_dpo(cfg: DPOConfig) -> dict:
     optimizer, scheduler = make_optimizer(
         model.parameters(), cfg.lr, cfg.weight_decay, cfg.warmup_steps, steps
     )
-    log = MetricsLog(cfg.output_dir)
+    checkpoints = Checkpointer(
+        cfg.checkpoint, cfg.output_dir, {"model": model, "optimizer": optimizer, "scheduler": scheduler}
+    )
+    start, _ = checkpoints.start()
+    log = MetricsLog(cfg.output_dir, resume_step=start)
 
     # --- train
     model.train()
-    progress = tqdm(plan, desc=f"dpo ({cfg.loss_type})", unit="step")
-    for step, indices in enumerate(progress, start=1):
+    progress = tqdm(plan[start:], desc=f"dpo ({cfg.loss_type})", unit="step", initial=start, total=len(plan))
+    for step, indices in enumerate(progress, start=start + 1):
         batch = collate_pairs([items[i] for i in indices], pad_id)  # (2B, T): chosen rows, then rejected
         x = _pair_logps(model, batch, indices, reference)
         loss, metrics = loss_fn(x, params)
+        check_finite(step, loss=loss)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
         lr = scheduler.get_last_lr()[0]  # the rate this step's update uses
@@ -265,6 +272,8 @@ def train_dpo(cfg: DPOConfig) -> dict:
         optimizer.zero_grad(set_to_none=True)
         row = log.log(step, {"loss": loss, **metrics, "grad_norm": grad_norm, "lr": lr})
         progress.set_postfix(loss=f"{row['loss']:.3f}", acc=f"{row['accuracy']:.2f}")
+        if checkpoints.due(step):
+            checkpoints.save(step)
 
     # --- evaluate, merge LoRA, save
     model.eval()
@@ -285,7 +294,5 @@ def train_dpo(cfg: DPOConfig) -> dict:
         "train_margin": on_train.get("margin"),
         **{f"eval_{k}": v for k, v in on_eval.items()},
     }
-    save_model(merge_lora(model), tokenizer, cfg.output_dir, cfg, summary)
-    if cache_key_ is not None:  # save_model replaced the folder: put the reference cache back
-        save_cached(cache_path(cfg.output_dir, cache_key_), cache_key_, table)
+    save_model(merge_lora(model), tokenizer, cfg.output_dir, cfg, summary)  # keeps reference_cache/
     return summary

@@ -44,6 +44,7 @@ from rlhfkit.models.loading import load_policy, load_tokenizer
 from rlhfkit.models.logprobs import response_logprobs
 from rlhfkit.rewards import RewardSpec, build_reward, check_reward_specs
 from rlhfkit.rollout.sampling import rollout
+from rlhfkit.trainers.checkpoint import CheckpointConfig, Checkpointer, check_finite
 from rlhfkit.trainers.common import (
     DataConfig,
     MetricsLog,
@@ -89,6 +90,7 @@ class GRPOConfig:
     missing_eos_penalty: float = option(1.0, "subtracted from the reward of responses with no EOS")
     reward_max_length: int = option(256, "reward model tokens per dialogue (cut from the left)")
     max_grad_norm: float = option(1.0, "gradient clipping norm")
+    checkpoint: CheckpointConfig = option(CheckpointConfig, "training checkpoints and resuming")
     seed: int = option(0, "seed for prompt order and sampling")
     dtype: str = option("float32", "float32, bfloat16 or float16")
     threads: int | None = option(None, "CPU threads (default: all cores)")
@@ -129,10 +131,14 @@ def train_grpo(cfg: GRPOConfig) -> dict:
     updates = cfg.steps * cfg.inner_epochs * (n // cfg.mini_batch_size)
     optimizer, _ = make_optimizer(policy.parameters(), cfg.lr, 0.0, 0, updates)
     generator = torch.Generator().manual_seed(cfg.seed)
-    stream = batches([p.prompt for p in prompts], cfg.batch_size, cfg.seed)
-    log = MetricsLog(cfg.output_dir)
+    checkpoints = Checkpointer(
+        cfg.checkpoint, cfg.output_dir, {"policy": policy, "optimizer": optimizer, "generator": generator}
+    )
+    start, _ = checkpoints.start()
+    stream = batches([p.prompt for p in prompts], cfg.batch_size, cfg.seed, skip=start)
+    log = MetricsLog(cfg.output_dir, resume_step=start)
 
-    progress = tqdm(range(1, cfg.steps + 1), desc="grpo", unit="step")
+    progress = tqdm(range(start + 1, cfg.steps + 1), desc="grpo", unit="step", initial=start, total=cfg.steps)
     for step in progress:
         # 1. rollout: each prompt G times in a row, so row b * G + i is sample i of prompt b
         clock = [time.perf_counter()]
@@ -155,6 +161,7 @@ def train_grpo(cfg: GRPOConfig) -> dict:
         scored = reward(ro.prompts, ro.response_texts)
         mask = ro.response_mask.float()  # (N, R)
         scores = scored.total.to(mask.device) - cfg.missing_eos_penalty * (~ro.has_eos).float()  # (N,)
+        check_finite(step, reward=scores)
         advantages = group_advantages(scores.view(-1, group), cfg.scale_rewards).flatten()  # (N,)
         seqs = (ro.query_ids, ro.query_mask, ro.response_ids, ro.response_mask)
 
@@ -188,6 +195,7 @@ def train_grpo(cfg: GRPOConfig) -> dict:
                     cfg.clip_eps,
                     cfg.loss_aggregation,
                 )
+                check_finite(step, loss=loss)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
                 optimizer.step()
@@ -217,6 +225,8 @@ def train_grpo(cfg: GRPOConfig) -> dict:
             },
         )
         progress.set_postfix(reward=f"{row['reward']:.3f}", kl="-" if kl is None else f"{kl:.2f}")
+        if checkpoints.due(step):
+            checkpoints.save(step)
 
     policy.eval()
     first, last = log.rows[0], log.rows[-1]

@@ -52,6 +52,7 @@ from rlhfkit.models.reward import load_reward_tokenizer
 from rlhfkit.models.value import ValueModel
 from rlhfkit.rewards import CombinedReward, FunctionReward, ModelReward
 from rlhfkit.rollout.sampling import rollout
+from rlhfkit.trainers.checkpoint import CheckpointConfig, Checkpointer, check_finite
 from rlhfkit.trainers.common import (
     DataConfig,
     MetricsLog,
@@ -100,6 +101,7 @@ class PPOConfig:
     missing_eos_penalty: float = option(1.0, "subtracted from the score of responses with no EOS")
     reward_max_length: int = option(256, "reward/value model tokens per dialogue (cut from the left)")
     max_grad_norm: float = option(1.0, "gradient clipping norm")
+    checkpoint: CheckpointConfig = option(CheckpointConfig, "training checkpoints and resuming")
     seed: int = option(0, "seed for prompt order and sampling")
     dtype: str = option("float32", "float32, bfloat16 or float16")
     threads: int | None = option(None, "CPU threads (default: all cores)")
@@ -157,10 +159,25 @@ def train_ppo(cfg: PPOConfig, reward_fn: RewardFn | None = None) -> dict:
     else:
         kl_ctl = FixedKLController(cfg.kl_coef)
     generator = torch.Generator().manual_seed(cfg.seed)
-    stream = batches([p.prompt for p in prompts], cfg.batch_size, cfg.seed)
-    log = MetricsLog(cfg.output_dir)
+    checkpoints = Checkpointer(
+        cfg.checkpoint,
+        cfg.output_dir,
+        {
+            "policy": policy,
+            "value": value,
+            "policy_opt": policy_opt,
+            "value_opt": value_opt,
+            "generator": generator,
+        },
+    )
+    start, extra = checkpoints.start()
+    kl_ctl.beta = extra.get("beta", kl_ctl.beta)
+    stream = batches([p.prompt for p in prompts], cfg.batch_size, cfg.seed, skip=start)
+    log = MetricsLog(cfg.output_dir, resume_step=start)
 
-    progress = tqdm(range(1, cfg.steps + 1), desc="ppo", unit="rollout")
+    progress = tqdm(
+        range(start + 1, cfg.steps + 1), desc="ppo", unit="rollout", initial=start, total=cfg.steps
+    )
     for step in progress:
         # 1-2. rollout and score
         clock = [time.perf_counter()]
@@ -178,7 +195,8 @@ def train_ppo(cfg: PPOConfig, reward_fn: RewardFn | None = None) -> dict:
         )
         clock.append(time.perf_counter())
         scores = reward(ro.prompts, ro.response_texts).total  # (B,)
-        penalised = scores - cfg.missing_eos_penalty * (~ro.has_eos).float()
+        check_finite(step, reward=scores)
+        penalised = scores - cfg.missing_eos_penalty * (~ro.has_eos).float().to(scores.device)
         mask = ro.response_mask.float()  # (B, R)
         seqs = (ro.query_ids, ro.query_mask, ro.response_ids, ro.response_mask)
 
@@ -207,11 +225,13 @@ def train_ppo(cfg: PPOConfig, reward_fn: RewardFn | None = None) -> dict:
                 pg_loss, pg_metrics = ppo_policy_loss(
                     logprobs, old_logprobs[idx], advantages[idx], mask[idx], cfg.clip_eps
                 )
+                check_finite(step, policy_loss=pg_loss)
                 _step(pg_loss, policy, policy_opt, cfg.max_grad_norm)
                 values = value(**{k: v[idx] for k, v in venc.items()})
                 vf_loss, vf_metrics = ppo_value_loss(
                     values, old_values[idx], returns[idx], mask[idx], cfg.value_clip_eps
                 )
+                check_finite(step, value_loss=vf_loss)
                 _step(vf_loss, value, value_opt, cfg.max_grad_norm)
                 for key, val in {
                     "policy_loss": pg_loss,
@@ -245,6 +265,8 @@ def train_ppo(cfg: PPOConfig, reward_fn: RewardFn | None = None) -> dict:
             },
         )
         progress.set_postfix(score=f"{row['score']:.3f}", kl=f"{row['kl']:.2f}")
+        if checkpoints.due(step):
+            checkpoints.save(step, {"beta": kl_ctl.beta})
 
     policy.eval()
     first, last = log.rows[0], log.rows[-1]

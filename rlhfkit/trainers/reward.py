@@ -28,6 +28,7 @@ from rlhfkit.data import PreferencePair, join_prompt_response, load_preferences
 from rlhfkit.losses import bradley_terry_loss
 from rlhfkit.models.loading import load_reward_model
 from rlhfkit.models.reward import load_reward_tokenizer, normalize_reward_head, reward_scores, score_texts
+from rlhfkit.trainers.checkpoint import CheckpointConfig, Checkpointer, check_finite
 from rlhfkit.trainers.common import (
     DataConfig,
     MetricsLog,
@@ -54,6 +55,7 @@ class RewardConfig:
     weight_decay: float = option(0.0, "AdamW weight decay")
     warmup_steps: int = option(0, "linear warmup steps")
     max_grad_norm: float = option(1.0, "gradient clipping norm")
+    checkpoint: CheckpointConfig = option(CheckpointConfig, "training checkpoints and resuming")
     normalize: bool = option(
         True,
         "after training, rescale the head so training responses score mean 0, std 1 (Ziegler et al. 2019)",
@@ -113,21 +115,26 @@ def train_reward(cfg: RewardConfig) -> dict:
             return {}
         return evaluate_pairs(model, tokenizer, held_out, cfg.max_length, cfg.eval_batch_size)
 
-    before = evaluate()
     steps = cfg.max_steps or cfg.epochs * math.ceil(len(train) / cfg.batch_size)
     optimizer, scheduler = make_optimizer(
         model.parameters(), cfg.lr, cfg.weight_decay, cfg.warmup_steps, steps
     )
-    log = MetricsLog(cfg.output_dir)
-    stream = batches(train, min(cfg.batch_size, len(train)), cfg.seed)
+    checkpoints = Checkpointer(
+        cfg.checkpoint, cfg.output_dir, {"model": model, "optimizer": optimizer, "scheduler": scheduler}
+    )
+    start, extra = checkpoints.start()
+    before = extra["before"] if start else evaluate()
+    log = MetricsLog(cfg.output_dir, resume_step=start)
+    stream = batches(train, min(cfg.batch_size, len(train)), cfg.seed, skip=start)
     model.train()
-    progress = tqdm(range(1, steps + 1), desc="reward", unit="step")
+    progress = tqdm(range(start + 1, steps + 1), desc="reward", unit="step", initial=start, total=steps)
     for step in progress:
         pairs = next(stream)
         chosen, rejected = _texts(pairs)
         rewards = reward_scores(model, tokenizer, chosen + rejected, cfg.max_length)  # (2B,)
         margin = torch.tensor([p.margin or 0.0 for p in pairs])
         loss, metrics = bradley_terry_loss(rewards[: len(pairs)], rewards[len(pairs) :], margin)
+        check_finite(step, loss=loss)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
         optimizer.step()
@@ -135,6 +142,8 @@ def train_reward(cfg: RewardConfig) -> dict:
         optimizer.zero_grad(set_to_none=True)
         row = log.log(step, {"loss": loss, **metrics, "grad_norm": grad_norm})
         progress.set_postfix(loss=f"{row['loss']:.3f}", acc=f"{row['accuracy']:.2f}")
+        if checkpoints.due(step):
+            checkpoints.save(step, {"before": before})
 
     model.eval()
     norm = _normalize(model, tokenizer, train[: cfg.normalize_samples], cfg) if cfg.normalize else {}
