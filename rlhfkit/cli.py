@@ -128,7 +128,8 @@ EXAMPLES = """examples:
 
 OOM_ADVICE = (
     "Lower batch_size (or mini_batch_size), max_length / max_prompt_length / max_new_tokens, or "
-    "eval_batch_size; for DPO use reference=precomputed or LoRA (lora_r=8); on a GPU try dtype=bfloat16."
+    "eval_batch_size; use LoRA (lora.r=8) or gradient_checkpointing=true; for DPO reference=precomputed; "
+    "on a GPU try dtype=bfloat16."
 )
 
 

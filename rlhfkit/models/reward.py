@@ -27,7 +27,7 @@ def reward_scores(
 ) -> torch.Tensor:
     """Rewards (N,) of ``texts`` in one padded batch; differentiable if ``model`` has grads on."""
     enc = tokenizer(texts, truncation=True, max_length=max_length, padding=True, return_tensors="pt")
-    enc = enc.to(model.device)
+    enc = enc.to(next(model.parameters()).device)  # works for DDP-wrapped models too
     return model(**enc).logits.squeeze(-1).float()
 
 

@@ -183,18 +183,23 @@ def rollout(
     query_ids, query_mask = encode_prompts(tokenizer, prompts, max_prompt_length, use_chat_template)
     device = next(policy.parameters()).device
     query_ids, query_mask = query_ids.to(device), query_mask.to(device)
-    response_ids, response_mask, has_eos = generate(
-        policy,
-        query_ids,
-        query_mask,
-        max_new_tokens,
-        stop_token_ids(tokenizer, policy),
-        tokenizer.pad_token_id,
-        temperature,
-        top_k,
-        top_p,
-        generator,
-    )
+    was_training = policy.training
+    policy.eval()  # gradient checkpointing (a train-mode feature) would switch the KV cache off
+    try:
+        response_ids, response_mask, has_eos = generate(
+            policy,
+            query_ids,
+            query_mask,
+            max_new_tokens,
+            stop_token_ids(tokenizer, policy),
+            tokenizer.pad_token_id,
+            temperature,
+            top_k,
+            top_p,
+            generator,
+        )
+    finally:
+        policy.train(was_training)
     texts, starts = [], []
     for row, length in enumerate(response_mask.sum(1).tolist()):
         text, row_starts = _decode_with_starts(tokenizer, response_ids[row, :length].tolist())

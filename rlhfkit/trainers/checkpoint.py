@@ -68,13 +68,17 @@ class Checkpointer:
         output_dir: the run's output folder.
         objects: name -> object with ``state_dict()`` / ``load_state_dict()`` (models, optimizers,
             schedulers, ``torch.Generator`` s are handled too).
+        main: whether this process writes checkpoints (in a distributed run only the main one does; every
+            process reads the checkpoint when resuming).
     """
 
-    def __init__(self, cfg: CheckpointConfig, output_dir: str | Path, objects: dict[str, Any]):
+    def __init__(
+        self, cfg: CheckpointConfig, output_dir: str | Path, objects: dict[str, Any], main: bool = True
+    ):
         if cfg.every < 0 or cfg.keep < 1:
             raise ValueError(f"checkpoint.every must be >= 0 and keep >= 1, got {cfg.every}, {cfg.keep}")
         self.root = Path(output_dir) / "checkpoints"
-        self.cfg, self.objects = cfg, objects
+        self.cfg, self.objects, self.main = cfg, objects, main
 
     def due(self, step: int) -> bool:
         return self.cfg.every > 0 and step % self.cfg.every == 0
@@ -86,8 +90,11 @@ class Checkpointer:
         found = [p for p in self.root.glob(f"{_PREFIX}*") if (p / COMPLETE).exists()]
         return sorted(found, key=lambda p: int(p.name[len(_PREFIX) :]))
 
-    def save(self, step: int, extra: dict[str, Any] | None = None) -> Path:
-        """Write the state at ``step`` (plus ``extra``, e.g. the data position) atomically."""
+    def save(self, step: int, extra: dict[str, Any] | None = None) -> Path | None:
+        """Write the state at ``step`` (plus ``extra``, e.g. the data position) atomically (main process
+        only; the others return None)."""
+        if not self.main:
+            return None
         self.root.mkdir(parents=True, exist_ok=True)
         target = self.root / f"{_PREFIX}{step:08d}"
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=self.root))

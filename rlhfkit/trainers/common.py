@@ -1,6 +1,13 @@
-"""What every trainer shares: the data section of its config, seeding, metrics files and saving.
+"""What every trainer shares: the data section of its config, seeding, processes, metrics and saving.
 
 Trainers compose these helpers; there is no trainer base class.
+
+Distributed runs (``accelerate launch`` or ``torchrun``, any number of processes) go through one
+``accelerate.Accelerator`` per run (:func:`make_accelerator`): DDP (or FSDP / DeepSpeed, from the
+accelerate config) underneath. Every process draws the same *global* batch of ``batch_size x
+num_processes`` records and trains on its own slice of it (:func:`shard`), so N processes with
+``batch_size=b`` see per step exactly what one process with ``batch_size=N*b`` sees. Only the main
+process writes metrics, checkpoints and the saved model.
 """
 
 from __future__ import annotations
@@ -17,6 +24,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
+from accelerate import Accelerator
+from accelerate.utils import broadcast_object_list
 from transformers import get_scheduler
 
 from rlhfkit.config import config_to_dict, option, save_config
@@ -24,7 +33,8 @@ from rlhfkit.data import LoadReport, train_eval_split
 
 HH_DATA = "../shared/data/hh-rlhf/harmless-base-2000.jsonl.gz"
 SUMMARY = "summary.json"
-KEEP_SUBDIRS = ("checkpoints", "reference_cache")
+KEEP_SUBDIRS = ("checkpoints", "reference_cache", "tensorboard", "wandb")
+ReportTo = Literal["none", "tensorboard", "wandb"]
 
 
 @dataclass
@@ -56,10 +66,67 @@ def load_split(data: DataConfig, loader: Callable[..., LoadReport]) -> tuple[lis
 
 
 def setup_torch(seed: int, threads: int | None) -> None:
-    """Seed python and torch, and use ``threads`` CPU threads (default: every core)."""
+    """Seed python and torch, and use ``threads`` CPU threads (default: the cores shared out among the
+    processes of this machine)."""
     random.seed(seed)
     torch.manual_seed(seed)
-    torch.set_num_threads(threads or os.cpu_count() or 1)
+    local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    torch.set_num_threads(threads or max(1, (os.cpu_count() or 1) // local_processes))
+
+
+def make_accelerator() -> Accelerator:
+    """The run's ``Accelerator``: one plain process, or one of N under ``accelerate launch`` / ``torchrun``
+    (gloo on CPU, NCCL on GPUs; DDP, FSDP or DeepSpeed as the launcher's config says).
+
+    Learning-rate schedulers are stepped by the trainers themselves, once per optimizer step.
+    """
+    has_accelerator = getattr(torch, "accelerator", None) and torch.accelerator.is_available()
+    # cpu=True is how accelerate picks gloo for a multi-process run on a machine without GPUs
+    return Accelerator(cpu=not has_accelerator, step_scheduler_with_optimizer=False)
+
+
+def require_single_process(stage: str) -> None:
+    """Stop a trainer that does not support several processes yet, instead of N runs racing on one folder.
+
+    Raises:
+        RuntimeError: launched with more than one process (``WORLD_SIZE > 1``).
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1:
+        raise RuntimeError(
+            f"{stage} runs in one process only for now (launched with {world}); SFT, reward and DPO "
+            "support accelerate launch / torchrun"
+        )
+
+
+def shard(batch: Sequence, accelerator: Accelerator) -> list:
+    """This process's slice of a global batch (``len(batch)`` is a multiple of the process count)."""
+    per = len(batch) // accelerator.num_processes
+    start = accelerator.process_index * per
+    return list(batch[start : start + per])
+
+
+def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
+def mean_over_processes(accelerator: Accelerator, metrics: dict[str, Any]) -> dict[str, Any]:
+    """Numeric metrics averaged over all processes (one all-reduce); None and text pass through."""
+    if accelerator.num_processes == 1:
+        return metrics
+    keys = [k for k, v in metrics.items() if isinstance(v, (int, float, torch.Tensor)) and v is not None]
+    values = torch.stack([torch.as_tensor(metrics[k], dtype=torch.float64).detach().cpu() for k in keys])
+    values = accelerator.reduce(values.to(accelerator.device), "mean").cpu()
+    return {**metrics, **dict(zip(keys, values.tolist(), strict=True))}
+
+
+def from_main(accelerator: Accelerator, value: Any) -> Any:
+    """The main process's ``value`` (a picklable object), on every process."""
+    if accelerator.num_processes == 1:
+        return value
+    box = [value]
+    broadcast_object_list(box, from_process=0)
+    return box[0]
 
 
 def batches(items: Sequence, batch_size: int, seed: int, skip: int = 0) -> Iterator[list]:
@@ -91,29 +158,98 @@ def make_optimizer(
 
 
 class MetricsLog:
-    """Appends one JSON object per step to ``<output_dir>/metrics.jsonl`` and keeps them in memory.
+    """Appends one JSON object per step to ``<output_dir>/metrics.jsonl``, keeps them in memory, and sends
+    the same rows to an experiment tracker (``report_to``) through ``accelerate.tracking``.
+
+    ``report_to="tensorboard"`` writes event files to ``<output_dir>/tensorboard/``;
+    ``report_to="wandb"`` logs to Weights & Biases, offline (``WANDB_MODE=offline``, files in
+    ``<output_dir>/wandb/``) unless ``WANDB_MODE`` says otherwise; the project is ``$WANDB_PROJECT`` or
+    ``rlhfkit`` and the run is named after the output folder.
 
     A resumed run (``resume_step > 0``) keeps the rows of steps up to ``resume_step`` and drops the rest
-    (steps logged after the checkpoint, which the resumed run will do again).
+    (steps logged after the checkpoint, which the resumed run will do again; a tracker gets those steps a
+    second time). With ``main=False`` (every process but the main one) nothing is written.
+
+    Raises:
+        ModuleNotFoundError: the tracker's package (``tensorboard``, ``wandb``) is not installed.
     """
 
-    def __init__(self, output_dir: str | Path, resume_step: int = 0):
+    def __init__(
+        self,
+        output_dir: str | Path,
+        resume_step: int = 0,
+        report_to: ReportTo = "none",
+        config: Any = None,
+        main: bool = True,
+    ):
         self.path = Path(output_dir) / "metrics.jsonl"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.main = main
         self.rows: list[dict[str, Any]] = []
         if resume_step and self.path.exists():
             rows = [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
             self.rows = [r for r in rows if r["step"] <= resume_step]
-        self.path.write_text("".join(json.dumps(r) + "\n" for r in self.rows))
+        if main:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_name(f".{self.path.name}.tmp")
+            tmp.write_text("".join(json.dumps(r) + "\n" for r in self.rows))
+            os.replace(tmp, self.path)  # never a half-written file for the other processes to read
         self._start = time.time() - (self.rows[-1]["time_s"] if self.rows else 0.0)
+        self.trackers = _start_trackers(report_to, Path(output_dir), config) if main else []
 
     def log(self, step: int, metrics: dict[str, Any]) -> dict[str, Any]:
         row = {"step": step, "time_s": round(time.time() - self._start, 2)}
         row.update({k: _plain(v) for k, v in metrics.items()})
         self.rows.append(row)
-        with self.path.open("a") as f:
-            f.write(json.dumps(row) + "\n")
+        if self.main:
+            with self.path.open("a") as f:
+                f.write(json.dumps(row) + "\n")
+            numbers = {k: float(v) for k, v in row.items() if isinstance(v, (int, float)) and k != "step"}
+            for tracker in self.trackers:
+                tracker.log(numbers, step=step)
         return row
+
+    def close(self) -> None:
+        """Flush and close the trackers (before the output folder is saved)."""
+        for tracker in self.trackers:
+            tracker.finish()
+        self.trackers = []
+
+
+def _start_trackers(report_to: ReportTo, output_dir: Path, config: Any) -> list:
+    if report_to == "none":
+        return []
+    from accelerate import PartialState
+    from accelerate.tracking import LOGGER_TYPE_TO_CLASS, filter_trackers
+
+    PartialState()  # accelerate's logging (used by filter_trackers) needs its state
+    if report_to == "wandb":
+        os.environ.setdefault("WANDB_MODE", "offline")
+    if not filter_trackers([report_to], output_dir):
+        raise ModuleNotFoundError(
+            f"report_to={report_to} needs the {report_to!r} package: pip install {report_to}"
+        )
+    output_dir.mkdir(parents=True, exist_ok=True)
+    if report_to == "tensorboard":
+        tracker = LOGGER_TYPE_TO_CLASS["tensorboard"]("tensorboard", output_dir)
+    else:
+        project = os.environ.get("WANDB_PROJECT", "rlhfkit")
+        tracker = LOGGER_TYPE_TO_CLASS["wandb"](project, name=output_dir.name, dir=str(output_dir))
+    tracker.start()
+    if config is not None:
+        tracker.store_init_configuration(_flat(config_to_dict(config)))
+    return [tracker]
+
+
+def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested config dict -> {"dotted.key": scalar}; lists become their text (trackers take scalars)."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{name}."))
+        else:
+            out[name] = value if isinstance(value, (bool, int, float, str)) or value is None else str(value)
+    return out
 
 
 def _plain(value: Any) -> Any:
@@ -146,7 +282,36 @@ def atomic_save(save: Callable[[Path], None], output_dir: str | Path) -> Path:
     return target
 
 
-def save_model(model, tokenizer, output_dir: str | Path, config: Any, summary: dict[str, Any]) -> Path:
+def save_trained(
+    accelerator: Accelerator,
+    model,
+    tokenizer,
+    output_dir: str | Path,
+    config: Any,
+    summary: dict[str, Any],
+    plain=None,
+) -> None:
+    """Save a trained (possibly DDP-wrapped, possibly LoRA) model from the main process: the adapter is
+    merged in first, unless ``plain`` (the unwrapped, merged model) is given. Every process must call it;
+    they wait for the save to finish."""
+    from accelerate.utils import DistributedType
+
+    from rlhfkit.models.lora import merge_lora
+
+    accelerator.wait_for_everyone()
+    state_dict = None
+    if accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED):
+        state_dict = accelerator.get_state_dict(model)  # gathered from the shards (a collective call)
+    if accelerator.is_main_process:
+        if plain is None:
+            plain = merge_lora(accelerator.unwrap_model(model))
+        save_model(plain, tokenizer, output_dir, config, summary, state_dict=state_dict)
+    accelerator.wait_for_everyone()
+
+
+def save_model(
+    model, tokenizer, output_dir: str | Path, config: Any, summary: dict[str, Any], state_dict=None
+) -> Path:
     """Save a trained model with ``save_pretrained`` (safetensors), its tokenizer, the run's config
     (``rlhfkit_config.yaml``), its metrics file and ``summary.json``, atomically.
 
@@ -155,7 +320,7 @@ def save_model(model, tokenizer, output_dir: str | Path, config: Any, summary: d
     metrics = Path(output_dir) / "metrics.jsonl"
 
     def save(tmp: Path) -> None:
-        model.save_pretrained(tmp)
+        model.save_pretrained(tmp, state_dict=state_dict)
         tokenizer.save_pretrained(tmp)
         save_config(config, tmp / "rlhfkit_config.yaml")
         if metrics.exists():
@@ -183,6 +348,14 @@ def read_summary(output_dir: str | Path) -> dict[str, Any] | None:
 
 __all__ = [
     "DataConfig",
+    "ReportTo",
+    "from_main",
+    "make_accelerator",
+    "mean_over_processes",
+    "save_trained",
+    "require_single_process",
+    "shard",
+    "to_device",
     "HH_DATA",
     "MetricsLog",
     "atomic_save",

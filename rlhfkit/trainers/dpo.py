@@ -9,7 +9,7 @@ rows, chosen first), sums the log-probabilities of each response's tokens (the l
 The reference is the policy as it starts (usually the SFT model). Its log-probabilities come either
 ``precomputed`` (one no-grad pass over the pairs the run will touch, before the first update, cached in
 ``<output_dir>/reference_cache/``; no reference model is held while training) or ``on_the_fly`` (every
-step; a frozen copy of the policy is loaded). With LoRA (``lora_r > 0``) the reference is the base model
+step; a frozen copy of the policy is loaded). With LoRA (``lora.r > 0``) the reference is the base model
 with the adapter switched off, so no copy is ever loaded; the saved policy has the adapter merged in.
 
 Notation:
@@ -44,7 +44,7 @@ from rlhfkit.data.collate import collate_pairs, encode_pair
 from rlhfkit.losses.dpo import REFERENCE_FREE, DPOParams, PairLogps, check_params, get_dpo_loss
 from rlhfkit.models.loading import load_policy, load_tokenizer
 from rlhfkit.models.logprobs import sequence_logprobs
-from rlhfkit.models.lora import add_lora, base_model_of, merge_lora
+from rlhfkit.models.lora import LoRAConfig, add_lora, base_model_of, enable_gradient_checkpointing
 from rlhfkit.models.reference_cache import (
     cache_key,
     cache_path,
@@ -56,11 +56,17 @@ from rlhfkit.trainers.checkpoint import CheckpointConfig, Checkpointer, check_fi
 from rlhfkit.trainers.common import (
     DataConfig,
     MetricsLog,
+    ReportTo,
     batches,
+    from_main,
     load_split,
+    make_accelerator,
     make_optimizer,
-    save_model,
+    mean_over_processes,
+    save_trained,
     setup_torch,
+    shard,
+    to_device,
 )
 
 # (2B,) reference log-probs of the pairs ``indices`` whose collated batch is given
@@ -95,11 +101,16 @@ class DPOConfig:
     max_grad_norm: float = option(1.0, "gradient clipping norm")
     eval_pairs: int | None = option(64, "held-out pairs (and as many trained pairs) scored after training")
     eval_batch_size: int = option(8, "pairs per no-grad forward pass (reference pass, evaluation)")
-    lora_r: int = option(0, "LoRA rank; 0 = full fine-tuning")
-    lora_alpha: float = option(16.0, "LoRA scale numerator (scale = alpha / r)")
-    lora_dropout: float = option(0.0, "dropout on the LoRA input")
-    lora_target_modules: list[str] = option(["q_proj", "v_proj"], "module names that get an adapter")
+    lora: LoRAConfig = option(
+        LoRAConfig, "LoRA on the policy (lora.r > 0); the reference is then the base with the adapter off"
+    )
+    gradient_checkpointing: bool = option(
+        False, "recompute activations in the backward pass: less memory, slower"
+    )
     checkpoint: CheckpointConfig = option(CheckpointConfig, "training checkpoints and resuming")
+    report_to: ReportTo = option(
+        "none", "also send metrics.jsonl rows to: none, tensorboard, wandb (offline)"
+    )
     seed: int = option(0, "seed for batching and initialisation")
     dtype: str = option("float32", "float32, bfloat16 or float16")
     threads: int | None = option(None, "CPU threads (default: all cores)")
@@ -109,10 +120,6 @@ class DPOConfig:
             raise ValueError("batch_size and eval_batch_size must be >= 1")
         if self.max_length < 2 or not 0 < self.max_prompt_length < self.max_length:
             raise ValueError("need max_length >= 2 and 0 < max_prompt_length < max_length")
-        if self.lora_r < 0:
-            raise ValueError("lora_r must be >= 0 (0: full fine-tuning)")
-        if self.lora_r and not self.lora_target_modules:
-            raise ValueError("lora_target_modules must name at least one module when lora_r > 0")
         check_params(DPOParams(self.beta, self.label_smoothing, self.simpo_gamma))
 
 
@@ -122,9 +129,10 @@ def _chunks(items: Sequence[int], size: int) -> list[list[int]]:
 
 def _pair_logps(model, batch: dict, indices: Sequence[int], reference: ReferenceFn | None) -> PairLogps:
     """Policy (and reference) summed log-probs of a collated batch of pairs: one (2B, T) forward pass."""
+    batch = to_device(batch, next(model.parameters()).device)
     logps = sequence_logprobs(model, batch["input_ids"], batch["attention_mask"], batch["loss_mask"])  # (2B,)
     tokens = batch["loss_mask"][:, 1:].sum(dim=1)  # (2B,) scored response tokens
-    ref = reference(indices, batch) if reference is not None else None  # (2B,)
+    ref = reference(indices, batch).to(logps.device) if reference is not None else None  # (2B,)
     b = len(indices)
     return PairLogps(
         chosen=logps[:b],
@@ -170,7 +178,7 @@ def _table_reference(table: torch.Tensor) -> ReferenceFn:
 def _on_the_fly_reference(cfg: DPOConfig, model) -> ReferenceFn:
     """Reference log-probs computed every step: with LoRA the base model (adapter switched off, no
     copy), else a frozen copy of the policy as loaded."""
-    if cfg.lora_r:
+    if cfg.lora.enabled:
         frozen, adapter_off = model, functools.partial(base_model_of, model)
     else:
         frozen, adapter_off = load_policy(cfg.policy, cfg.dtype, trainable=False), contextlib.nullcontext
@@ -211,7 +219,9 @@ def train_dpo(cfg: DPOConfig) -> dict:
         rlhfkit.models.loading.ModelNotFoundError: ``cfg.policy`` cannot be found.
         ValueError: no training pairs.
     """
-    # --- setup: data, policy, reference log-probs, LoRA, optimizer
+    # --- setup: processes, data, policy, reference log-probs, LoRA, optimizer
+    accelerator = make_accelerator()
+    main, world = accelerator.is_main_process, accelerator.num_processes
     setup_torch(cfg.seed, cfg.threads)
     train, held_out = load_split(cfg.data, functools.partial(load_preferences, format=cfg.data.format))
     if not train:
@@ -230,69 +240,94 @@ def train_dpo(cfg: DPOConfig) -> dict:
     ]
     n_train = len(train)
     eval_idx = list(range(n_train, len(items)))
-    batch_size = min(cfg.batch_size, n_train)
-    steps = cfg.max_steps or cfg.epochs * math.ceil(n_train / batch_size)
-    plan = list(itertools.islice(batches(range(n_train), batch_size, cfg.seed), steps))
+    global_batch = min(cfg.batch_size * world, n_train // world * world)  # pairs per step, all processes
+    steps = cfg.max_steps or cfg.epochs * math.ceil(n_train / global_batch)
+    plan = list(itertools.islice(batches(range(n_train), global_batch, cfg.seed), steps))
     trained_idx = list(dict.fromkeys(i for batch in plan for i in batch))  # first-seen order
     train_eval_idx = trained_idx[: cfg.eval_pairs]
+    my_plan = [shard(batch, accelerator) for batch in plan]  # this process's pairs of each step
 
     reference: ReferenceFn | None = None  # stays None for reference-free losses (SimPO)
     cache_hit = None
     if cfg.loss_type not in REFERENCE_FREE and cfg.reference == "precomputed":
         # before any update the policy is the reference: score every pair the run will touch, once
-        needed = sorted({*trained_idx, *eval_idx})
+        # (each process scores its own pairs; the main process also those it evaluates at the end)
+        needed = {i for batch in my_plan for i in batch}
+        needed = sorted(needed | ({*train_eval_idx, *eval_idx} if main else set()))
         table, _, cache_hit = _precompute_reference(cfg, model, items, needed, pad_id)
         reference = _table_reference(table)
-    if cfg.lora_r:
-        model = add_lora(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules)
+    if cfg.gradient_checkpointing:
+        enable_gradient_checkpointing(model)
+    if cfg.lora.enabled:
+        model = add_lora(model, cfg.lora)
     if cfg.loss_type not in REFERENCE_FREE and cfg.reference == "on_the_fly":
         reference = _on_the_fly_reference(cfg, model)
     optimizer, scheduler = make_optimizer(
         model.parameters(), cfg.lr, cfg.weight_decay, cfg.warmup_steps, steps
     )
     checkpoints = Checkpointer(
-        cfg.checkpoint, cfg.output_dir, {"model": model, "optimizer": optimizer, "scheduler": scheduler}
+        cfg.checkpoint,
+        cfg.output_dir,
+        {"model": model, "optimizer": optimizer, "scheduler": scheduler},
+        main=main,
     )
     start, _ = checkpoints.start()
-    log = MetricsLog(cfg.output_dir, resume_step=start)
+    log = MetricsLog(cfg.output_dir, resume_step=start, report_to=cfg.report_to, config=cfg, main=main)
+    plain = model
+    model, optimizer = accelerator.prepare(model, optimizer)  # DDP (or FSDP / DeepSpeed) under a launcher
 
     # --- train
     model.train()
-    progress = tqdm(plan[start:], desc=f"dpo ({cfg.loss_type})", unit="step", initial=start, total=len(plan))
+    progress = tqdm(
+        my_plan[start:],
+        desc=f"dpo ({cfg.loss_type})",
+        unit="step",
+        initial=start,
+        total=len(plan),
+        disable=not main,
+    )
     for step, indices in enumerate(progress, start=start + 1):
         batch = collate_pairs([items[i] for i in indices], pad_id)  # (2B, T): chosen rows, then rejected
         x = _pair_logps(model, batch, indices, reference)
+        # a mean over pairs; every process has as many, so the mean of the means is the global mean
         loss, metrics = loss_fn(x, params)
-        check_finite(step, loss=loss)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+        metrics = mean_over_processes(accelerator, {"loss": loss, **metrics})
+        check_finite(step, loss=metrics["loss"])
+        accelerator.backward(loss)
+        grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
         lr = scheduler.get_last_lr()[0]  # the rate this step's update uses
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
-        row = log.log(step, {"loss": loss, **metrics, "grad_norm": grad_norm, "lr": lr})
+        row = log.log(step, {**metrics, "grad_norm": grad_norm, "lr": lr})
         progress.set_postfix(loss=f"{row['loss']:.3f}", acc=f"{row['accuracy']:.2f}")
         if checkpoints.due(step):
             checkpoints.save(step)
+    log.close()
 
-    # --- evaluate, merge LoRA, save
+    # --- evaluate (main process), merge LoRA, save
     model.eval()
-    on_train = _evaluate(model, items, train_eval_idx, pad_id, cfg, reference, loss_fn)
-    on_eval = _evaluate(model, items, eval_idx, pad_id, cfg, reference, loss_fn)
-    summary = {
-        "stage": "dpo",
-        "loss_type": cfg.loss_type,
-        "reference": None if cfg.loss_type in REFERENCE_FREE else cfg.reference,
-        "reference_cache_hit": cache_hit,
-        "lora": bool(cfg.lora_r),
-        "steps": steps,
-        "train_pairs": n_train,
-        "eval_pairs": len(eval_idx),
-        "train_loss_first": log.rows[0]["loss"],
-        "train_loss_last": log.rows[-1]["loss"],
-        "train_accuracy": on_train.get("accuracy"),
-        "train_margin": on_train.get("margin"),
-        **{f"eval_{k}": v for k, v in on_eval.items()},
-    }
-    save_model(merge_lora(model), tokenizer, cfg.output_dir, cfg, summary)  # keeps reference_cache/
+    accelerator.wait_for_everyone()
+    summary = None
+    if main:
+        on_train = _evaluate(plain, items, train_eval_idx, pad_id, cfg, reference, loss_fn)
+        on_eval = _evaluate(plain, items, eval_idx, pad_id, cfg, reference, loss_fn)
+        summary = {
+            "stage": "dpo",
+            "loss_type": cfg.loss_type,
+            "reference": None if cfg.loss_type in REFERENCE_FREE else cfg.reference,
+            "reference_cache_hit": cache_hit,
+            "lora": cfg.lora.enabled,
+            "steps": steps,
+            "processes": world,
+            "train_pairs": n_train,
+            "eval_pairs": len(eval_idx),
+            "train_loss_first": log.rows[0]["loss"],
+            "train_loss_last": log.rows[-1]["loss"],
+            "train_accuracy": on_train.get("accuracy"),
+            "train_margin": on_train.get("margin"),
+            **{f"eval_{k}": v for k, v in on_eval.items()},
+        }
+    summary = from_main(accelerator, summary)
+    save_trained(accelerator, model, tokenizer, cfg.output_dir, cfg, summary)  # keeps reference_cache/
     return summary

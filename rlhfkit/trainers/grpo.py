@@ -42,15 +42,18 @@ from rlhfkit.data import load_prompts
 from rlhfkit.losses import grpo_loss, masked_mean
 from rlhfkit.models.loading import load_policy, load_tokenizer
 from rlhfkit.models.logprobs import response_logprobs
+from rlhfkit.models.lora import LoRAConfig, merge_lora, needs_reference_copy, prepare_trainable, reference_of
 from rlhfkit.rewards import RewardSpec, build_reward, check_reward_specs
 from rlhfkit.rollout.sampling import rollout
 from rlhfkit.trainers.checkpoint import CheckpointConfig, Checkpointer, check_finite
 from rlhfkit.trainers.common import (
     DataConfig,
     MetricsLog,
+    ReportTo,
     batches,
     load_split,
     make_optimizer,
+    require_single_process,
     save_model,
     setup_torch,
 )
@@ -90,7 +93,16 @@ class GRPOConfig:
     missing_eos_penalty: float = option(1.0, "subtracted from the reward of responses with no EOS")
     reward_max_length: int = option(256, "reward model tokens per dialogue (cut from the left)")
     max_grad_norm: float = option(1.0, "gradient clipping norm")
+    lora: LoRAConfig = option(
+        LoRAConfig, "LoRA on the policy (lora.r > 0); the reference is then the base with the adapter off"
+    )
+    gradient_checkpointing: bool = option(
+        False, "recompute activations in the backward pass: less memory, slower"
+    )
     checkpoint: CheckpointConfig = option(CheckpointConfig, "training checkpoints and resuming")
+    report_to: ReportTo = option(
+        "none", "also send metrics.jsonl rows to: none, tensorboard, wandb (offline)"
+    )
     seed: int = option(0, "seed for prompt order and sampling")
     dtype: str = option("float32", "float32, bfloat16 or float16")
     threads: int | None = option(None, "CPU threads (default: all cores)")
@@ -118,12 +130,14 @@ def train_grpo(cfg: GRPOConfig) -> dict:
         rlhfkit.data.DataError: bad prompt data (unless ``data.skip_invalid``).
         rlhfkit.models.loading.ModelNotFoundError: a model cannot be found.
     """
+    require_single_process("grpo")
     setup_torch(cfg.seed, cfg.threads)
     prompts, _ = load_split(cfg.data, load_prompts)
     tokenizer = load_tokenizer(cfg.policy)
-    policy = load_policy(cfg.policy, cfg.dtype)
-    reference = None
-    if cfg.kl_coef > 0:
+    policy = prepare_trainable(load_policy(cfg.policy, cfg.dtype), cfg.lora, cfg.gradient_checkpointing)
+    reference = None  # kl_coef = 0: no reference at all; with LoRA: the policy with its adapter off
+    use_reference = cfg.kl_coef > 0
+    if use_reference and needs_reference_copy(cfg.lora, cfg.policy, cfg.reference):
         reference = load_policy(cfg.reference or cfg.policy, cfg.dtype, trainable=False)
     reward = build_reward(cfg.rewards, cfg.dtype, cfg.reward_max_length)
     n, group = cfg.batch_size * cfg.group_size, cfg.group_size
@@ -136,7 +150,7 @@ def train_grpo(cfg: GRPOConfig) -> dict:
     )
     start, _ = checkpoints.start()
     stream = batches([p.prompt for p in prompts], cfg.batch_size, cfg.seed, skip=start)
-    log = MetricsLog(cfg.output_dir, resume_step=start)
+    log = MetricsLog(cfg.output_dir, resume_step=start, report_to=cfg.report_to, config=cfg)
 
     progress = tqdm(range(start + 1, cfg.steps + 1), desc="grpo", unit="step", initial=start, total=cfg.steps)
     for step in progress:
@@ -171,8 +185,9 @@ def train_grpo(cfg: GRPOConfig) -> dict:
             if not on_policy:
                 old_logprobs, _ = response_logprobs(policy, *seqs, temperature=cfg.temperature)
             ref_logprobs = None
-            if reference is not None:
-                ref_logprobs, _ = response_logprobs(reference, *seqs, temperature=cfg.temperature)
+            if use_reference:
+                with reference_of(policy, reference) as ref:
+                    ref_logprobs, _ = response_logprobs(ref, *seqs, temperature=cfg.temperature)
         clock.append(time.perf_counter())
 
         # 5. mu inner iterations of the clipped loss over minibatches
@@ -228,6 +243,7 @@ def train_grpo(cfg: GRPOConfig) -> dict:
         if checkpoints.due(step):
             checkpoints.save(step)
 
+    log.close()
     policy.eval()
     first, last = log.rows[0], log.rows[-1]
     summary = {
@@ -238,5 +254,5 @@ def train_grpo(cfg: GRPOConfig) -> dict:
         "kl_last": last["kl"],
         "response_length_last": last["response_length"],
     }
-    save_model(policy, tokenizer, cfg.output_dir, cfg, summary)
+    save_model(merge_lora(policy), tokenizer, cfg.output_dir, cfg, summary)
     return summary

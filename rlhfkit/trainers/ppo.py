@@ -48,6 +48,14 @@ from rlhfkit.data import Prompt, load_prompts
 from rlhfkit.losses import kl_estimate, masked_mean, ppo_policy_loss, ppo_value_loss
 from rlhfkit.models.loading import load_policy, load_reward_model, load_tokenizer
 from rlhfkit.models.logprobs import response_logprobs
+from rlhfkit.models.lora import (
+    LoRAConfig,
+    enable_gradient_checkpointing,
+    merge_lora,
+    needs_reference_copy,
+    prepare_trainable,
+    reference_of,
+)
 from rlhfkit.models.reward import load_reward_tokenizer
 from rlhfkit.models.value import ValueModel
 from rlhfkit.rewards import CombinedReward, FunctionReward, ModelReward
@@ -56,9 +64,11 @@ from rlhfkit.trainers.checkpoint import CheckpointConfig, Checkpointer, check_fi
 from rlhfkit.trainers.common import (
     DataConfig,
     MetricsLog,
+    ReportTo,
     batches,
     load_split,
     make_optimizer,
+    require_single_process,
     save_model,
     setup_torch,
 )
@@ -101,7 +111,16 @@ class PPOConfig:
     missing_eos_penalty: float = option(1.0, "subtracted from the score of responses with no EOS")
     reward_max_length: int = option(256, "reward/value model tokens per dialogue (cut from the left)")
     max_grad_norm: float = option(1.0, "gradient clipping norm")
+    lora: LoRAConfig = option(
+        LoRAConfig, "LoRA on the policy (lora.r > 0); the reference is then the base with the adapter off"
+    )
+    gradient_checkpointing: bool = option(
+        False, "recompute activations in the backward pass: less memory, slower"
+    )
     checkpoint: CheckpointConfig = option(CheckpointConfig, "training checkpoints and resuming")
+    report_to: ReportTo = option(
+        "none", "also send metrics.jsonl rows to: none, tensorboard, wandb (offline)"
+    )
     seed: int = option(0, "seed for prompt order and sampling")
     dtype: str = option("float32", "float32, bfloat16 or float16")
     threads: int | None = option(None, "CPU threads (default: all cores)")
@@ -137,20 +156,25 @@ def train_ppo(cfg: PPOConfig, reward_fn: RewardFn | None = None) -> dict:
         rlhfkit.data.DataError: bad prompt data (unless ``data.skip_invalid``).
         rlhfkit.models.loading.ModelNotFoundError: a model cannot be found.
     """
+    require_single_process("ppo")
     setup_torch(cfg.seed, cfg.threads)
     prompts, _ = load_split(cfg.data, load_prompts)
     value_init = cfg.value_model or cfg.reward_model
     if value_init is None:
         raise ValueError("PPO needs a value model: set value_model (or reward_model to initialise it from)")
     tokenizer = load_tokenizer(cfg.policy)
-    policy = load_policy(cfg.policy, cfg.dtype)
-    reference = load_policy(cfg.reference or cfg.policy, cfg.dtype, trainable=False)
+    policy = prepare_trainable(load_policy(cfg.policy, cfg.dtype), cfg.lora, cfg.gradient_checkpointing)
+    reference = None  # with LoRA: the policy with its adapter off
+    if needs_reference_copy(cfg.lora, cfg.policy, cfg.reference):
+        reference = load_policy(cfg.reference or cfg.policy, cfg.dtype, trainable=False)
     reward = ppo_reward(cfg, reward_fn)
     value = ValueModel(
         load_reward_model(value_init, cfg.dtype, trainable=True, causal=True),
         load_reward_tokenizer(value_init),
         cfg.reward_max_length,
     )
+    if cfg.gradient_checkpointing:
+        enable_gradient_checkpointing(value.model)
     updates = cfg.steps * cfg.ppo_epochs * (cfg.batch_size // cfg.mini_batch_size)
     policy_opt, _ = make_optimizer(policy.parameters(), cfg.lr, 0.0, 0, updates)
     value_opt, _ = make_optimizer(value.parameters(), cfg.value_lr, 0.0, 0, updates)
@@ -173,7 +197,7 @@ def train_ppo(cfg: PPOConfig, reward_fn: RewardFn | None = None) -> dict:
     start, extra = checkpoints.start()
     kl_ctl.beta = extra.get("beta", kl_ctl.beta)
     stream = batches([p.prompt for p in prompts], cfg.batch_size, cfg.seed, skip=start)
-    log = MetricsLog(cfg.output_dir, resume_step=start)
+    log = MetricsLog(cfg.output_dir, resume_step=start, report_to=cfg.report_to, config=cfg)
 
     progress = tqdm(
         range(start + 1, cfg.steps + 1), desc="ppo", unit="rollout", initial=start, total=cfg.steps
@@ -204,7 +228,8 @@ def train_ppo(cfg: PPOConfig, reward_fn: RewardFn | None = None) -> dict:
         venc = value.encode(ro.reward_texts(), ro.reward_text_starts(), width=mask.size(1))
         with torch.no_grad():
             old_logprobs, _ = response_logprobs(policy, *seqs, temperature=cfg.temperature)
-            ref_logprobs, _ = response_logprobs(reference, *seqs, temperature=cfg.temperature)
+            with reference_of(policy, reference) as ref:
+                ref_logprobs, _ = response_logprobs(ref, *seqs, temperature=cfg.temperature)
             old_values = value(**venc) * mask  # (B, R)
         clock.append(time.perf_counter())
 
@@ -268,6 +293,7 @@ def train_ppo(cfg: PPOConfig, reward_fn: RewardFn | None = None) -> dict:
         if checkpoints.due(step):
             checkpoints.save(step, {"beta": kl_ctl.beta})
 
+    log.close()
     policy.eval()
     first, last = log.rows[0], log.rows[-1]
     summary = {
@@ -278,7 +304,7 @@ def train_ppo(cfg: PPOConfig, reward_fn: RewardFn | None = None) -> dict:
         "kl_last": last["kl"],
         "response_length_last": last["response_length"],
     }
-    save_model(policy, tokenizer, cfg.output_dir, cfg, summary)
+    save_model(merge_lora(policy), tokenizer, cfg.output_dir, cfg, summary)
     return summary
 
 

@@ -27,16 +27,22 @@ from rlhfkit.config import option
 from rlhfkit.data import PreferencePair, join_prompt_response, load_preferences
 from rlhfkit.losses import bradley_terry_loss
 from rlhfkit.models.loading import load_reward_model
+from rlhfkit.models.lora import LoRAConfig, merge_lora, prepare_trainable
 from rlhfkit.models.reward import load_reward_tokenizer, normalize_reward_head, reward_scores, score_texts
 from rlhfkit.trainers.checkpoint import CheckpointConfig, Checkpointer, check_finite
 from rlhfkit.trainers.common import (
     DataConfig,
     MetricsLog,
+    ReportTo,
     batches,
+    from_main,
     load_split,
+    make_accelerator,
     make_optimizer,
-    save_model,
+    mean_over_processes,
+    save_trained,
     setup_torch,
+    shard,
 )
 
 
@@ -55,7 +61,16 @@ class RewardConfig:
     weight_decay: float = option(0.0, "AdamW weight decay")
     warmup_steps: int = option(0, "linear warmup steps")
     max_grad_norm: float = option(1.0, "gradient clipping norm")
+    lora: LoRAConfig = option(
+        LoRAConfig, "LoRA adapters on the backbone (lora.r > 0); the scalar head stays fully trainable"
+    )
+    gradient_checkpointing: bool = option(
+        False, "recompute activations in the backward pass: less memory, slower"
+    )
     checkpoint: CheckpointConfig = option(CheckpointConfig, "training checkpoints and resuming")
+    report_to: ReportTo = option(
+        "none", "also send metrics.jsonl rows to: none, tensorboard, wandb (offline)"
+    )
     normalize: bool = option(
         True,
         "after training, rescale the head so training responses score mean 0, std 1 (Ziegler et al. 2019)",
@@ -105,58 +120,78 @@ def train_reward(cfg: RewardConfig) -> dict:
         rlhfkit.data.DataError: bad preference data (unless ``data.skip_invalid``).
         rlhfkit.models.loading.ModelNotFoundError: ``cfg.model`` cannot be found.
     """
+    accelerator = make_accelerator()
+    main, world = accelerator.is_main_process, accelerator.num_processes
     setup_torch(cfg.seed, cfg.threads)
     train, held_out = load_split(cfg.data, functools.partial(load_preferences, format=cfg.data.format))
     tokenizer = load_reward_tokenizer(cfg.model)
     model = load_reward_model(cfg.model, cfg.dtype, trainable=True)
+    model = prepare_trainable(model, cfg.lora, cfg.gradient_checkpointing, task_type="SEQ_CLS")
 
-    def evaluate():
-        if not held_out:
+    def evaluate(scorer):
+        if not held_out or not main:  # the main process evaluates, the others wait
             return {}
-        return evaluate_pairs(model, tokenizer, held_out, cfg.max_length, cfg.eval_batch_size)
+        return evaluate_pairs(scorer, tokenizer, held_out, cfg.max_length, cfg.eval_batch_size)
 
-    steps = cfg.max_steps or cfg.epochs * math.ceil(len(train) / cfg.batch_size)
+    global_batch = min(cfg.batch_size * world, len(train) // world * world)
+    steps = cfg.max_steps or cfg.epochs * math.ceil(len(train) / global_batch)
     optimizer, scheduler = make_optimizer(
         model.parameters(), cfg.lr, cfg.weight_decay, cfg.warmup_steps, steps
     )
     checkpoints = Checkpointer(
-        cfg.checkpoint, cfg.output_dir, {"model": model, "optimizer": optimizer, "scheduler": scheduler}
+        cfg.checkpoint,
+        cfg.output_dir,
+        {"model": model, "optimizer": optimizer, "scheduler": scheduler},
+        main=main,
     )
     start, extra = checkpoints.start()
-    before = extra["before"] if start else evaluate()
-    log = MetricsLog(cfg.output_dir, resume_step=start)
-    stream = batches(train, min(cfg.batch_size, len(train)), cfg.seed, skip=start)
+    before = extra.get("before", {}) if start else evaluate(model)
+    log = MetricsLog(cfg.output_dir, resume_step=start, report_to=cfg.report_to, config=cfg, main=main)
+    model, optimizer = accelerator.prepare(model, optimizer)  # DDP (or FSDP / DeepSpeed) under a launcher
+    stream = batches(train, global_batch, cfg.seed, skip=start)
     model.train()
-    progress = tqdm(range(start + 1, steps + 1), desc="reward", unit="step", initial=start, total=steps)
+    progress = tqdm(
+        range(start + 1, steps + 1), desc="reward", unit="step", initial=start, total=steps, disable=not main
+    )
     for step in progress:
-        pairs = next(stream)
+        pairs = shard(next(stream), accelerator)  # this process's pairs of the global batch
         chosen, rejected = _texts(pairs)
         rewards = reward_scores(model, tokenizer, chosen + rejected, cfg.max_length)  # (2B,)
-        margin = torch.tensor([p.margin or 0.0 for p in pairs])
+        margin = torch.tensor([p.margin or 0.0 for p in pairs], device=rewards.device)
+        # a mean over pairs; every process has as many, so the mean of the means is the global mean
         loss, metrics = bradley_terry_loss(rewards[: len(pairs)], rewards[len(pairs) :], margin)
-        check_finite(step, loss=loss)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+        metrics = mean_over_processes(accelerator, {"loss": loss, **metrics})
+        check_finite(step, loss=metrics["loss"])
+        accelerator.backward(loss)
+        grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
-        row = log.log(step, {"loss": loss, **metrics, "grad_norm": grad_norm})
+        row = log.log(step, {**metrics, "grad_norm": grad_norm})
         progress.set_postfix(loss=f"{row['loss']:.3f}", acc=f"{row['accuracy']:.2f}")
         if checkpoints.due(step):
             checkpoints.save(step, {"before": before})
+    log.close()
 
-    model.eval()
-    norm = _normalize(model, tokenizer, train[: cfg.normalize_samples], cfg) if cfg.normalize else {}
-    after = evaluate()
-    summary = {
-        "stage": "reward",
-        "steps": steps,
-        "train_pairs": len(train),
-        "eval_pairs": len(held_out),
-        "eval_accuracy_before": before.get("accuracy"),
-        "eval_accuracy": after.get("accuracy"),
-        "eval_margin": after.get("margin"),
-        **norm,
-    }
-    save_model(model, tokenizer, cfg.output_dir, cfg, summary)
+    accelerator.wait_for_everyone()
+    summary = plain = None
+    if main:
+        # the head is normalised and saved as plain transformers weights (adapter merged in)
+        plain = merge_lora(accelerator.unwrap_model(model))
+        plain.eval()
+        norm = _normalize(plain, tokenizer, train[: cfg.normalize_samples], cfg) if cfg.normalize else {}
+        after = evaluate(plain)
+        summary = {
+            "stage": "reward",
+            "steps": steps,
+            "processes": world,
+            "train_pairs": len(train),
+            "eval_pairs": len(held_out),
+            "eval_accuracy_before": before.get("accuracy"),
+            "eval_accuracy": after.get("accuracy"),
+            "eval_margin": after.get("margin"),
+            **norm,
+        }
+    summary = from_main(accelerator, summary)
+    save_trained(accelerator, model, tokenizer, cfg.output_dir, cfg, summary, plain=plain)
     return summary

@@ -40,15 +40,18 @@ from rlhfkit.data import load_prompts
 from rlhfkit.losses import masked_mean, rloo_loss
 from rlhfkit.models.loading import load_policy, load_tokenizer
 from rlhfkit.models.logprobs import response_logprobs
+from rlhfkit.models.lora import LoRAConfig, merge_lora, needs_reference_copy, prepare_trainable, reference_of
 from rlhfkit.rewards import RewardSpec, build_reward, check_reward_specs
 from rlhfkit.rollout.sampling import rollout
 from rlhfkit.trainers.checkpoint import CheckpointConfig, Checkpointer, check_finite
 from rlhfkit.trainers.common import (
     DataConfig,
     MetricsLog,
+    ReportTo,
     batches,
     load_split,
     make_optimizer,
+    require_single_process,
     save_model,
     setup_torch,
 )
@@ -88,7 +91,16 @@ class RLOOConfig:
     missing_eos_penalty: float = option(1.0, "subtracted from the reward of responses with no EOS")
     reward_max_length: int = option(256, "reward model tokens per dialogue (cut from the left)")
     max_grad_norm: float = option(1.0, "gradient clipping norm")
+    lora: LoRAConfig = option(
+        LoRAConfig, "LoRA on the policy (lora.r > 0); the reference is then the base with the adapter off"
+    )
+    gradient_checkpointing: bool = option(
+        False, "recompute activations in the backward pass: less memory, slower"
+    )
     checkpoint: CheckpointConfig = option(CheckpointConfig, "training checkpoints and resuming")
+    report_to: ReportTo = option(
+        "none", "also send metrics.jsonl rows to: none, tensorboard, wandb (offline)"
+    )
     seed: int = option(0, "seed for prompt order and sampling")
     dtype: str = option("float32", "float32, bfloat16 or float16")
     threads: int | None = option(None, "CPU threads (default: all cores)")
@@ -118,12 +130,14 @@ def train_rloo(cfg: RLOOConfig) -> dict:
         rlhfkit.data.DataError: bad prompt data (unless ``data.skip_invalid``).
         rlhfkit.models.loading.ModelNotFoundError: a model cannot be found.
     """
+    require_single_process("rloo")
     setup_torch(cfg.seed, cfg.threads)
     prompts, _ = load_split(cfg.data, load_prompts)
     tokenizer = load_tokenizer(cfg.policy)
-    policy = load_policy(cfg.policy, cfg.dtype)
-    reference = None
-    if cfg.kl_coef > 0:
+    policy = prepare_trainable(load_policy(cfg.policy, cfg.dtype), cfg.lora, cfg.gradient_checkpointing)
+    reference = None  # kl_coef = 0: no reference at all; with LoRA: the policy with its adapter off
+    use_reference = cfg.kl_coef > 0
+    if use_reference and needs_reference_copy(cfg.lora, cfg.policy, cfg.reference):
         reference = load_policy(cfg.reference or cfg.policy, cfg.dtype, trainable=False)
     reward = build_reward(cfg.rewards, cfg.dtype, cfg.reward_max_length)
     n, group = cfg.batch_size * cfg.group_size, cfg.group_size
@@ -135,7 +149,7 @@ def train_rloo(cfg: RLOOConfig) -> dict:
     )
     start, _ = checkpoints.start()
     stream = batches([p.prompt for p in prompts], cfg.batch_size, cfg.seed, skip=start)
-    log = MetricsLog(cfg.output_dir, resume_step=start)
+    log = MetricsLog(cfg.output_dir, resume_step=start, report_to=cfg.report_to, config=cfg)
 
     progress = tqdm(range(start + 1, cfg.steps + 1), desc="rloo", unit="step", initial=start, total=cfg.steps)
     for step in progress:
@@ -167,8 +181,9 @@ def train_rloo(cfg: RLOOConfig) -> dict:
         with torch.no_grad():
             old_logprobs, _ = response_logprobs(policy, *seqs, temperature=cfg.temperature)
             kl = torch.zeros(n, device=mask.device)  # (N,) nats per response
-            if reference is not None:
-                ref_logprobs, _ = response_logprobs(reference, *seqs, temperature=cfg.temperature)
+            if use_reference:
+                with reference_of(policy, reference) as ref:
+                    ref_logprobs, _ = response_logprobs(ref, *seqs, temperature=cfg.temperature)
                 kl = ((old_logprobs - ref_logprobs) * mask).sum(1)
         rewards = scores - cfg.kl_coef * kl  # (N,)
 
@@ -207,7 +222,7 @@ def train_rloo(cfg: RLOOConfig) -> dict:
             step,
             {
                 **scored.metrics(),
-                "kl": kl.mean().item() if reference is not None else None,
+                "kl": kl.mean().item() if use_reference else None,
                 "non_score_reward": (-cfg.kl_coef * kl).mean(),
                 "response_length": ro.lengths.float().mean(),
                 "no_eos_frac": (~ro.has_eos).float().mean(),
@@ -221,6 +236,7 @@ def train_rloo(cfg: RLOOConfig) -> dict:
         if checkpoints.due(step):
             checkpoints.save(step)
 
+    log.close()
     policy.eval()
     first, last = log.rows[0], log.rows[-1]
     summary = {
@@ -231,5 +247,5 @@ def train_rloo(cfg: RLOOConfig) -> dict:
         "kl_last": last["kl"],
         "response_length_last": last["response_length"],
     }
-    save_model(policy, tokenizer, cfg.output_dir, cfg, summary)
+    save_model(merge_lora(policy), tokenizer, cfg.output_dir, cfg, summary)
     return summary

@@ -21,15 +21,21 @@ from rlhfkit.data import load_sft
 from rlhfkit.data.collate import collate_sft, encode_sft
 from rlhfkit.losses import sft_loss
 from rlhfkit.models.loading import load_policy, load_tokenizer
+from rlhfkit.models.lora import LoRAConfig, prepare_trainable
 from rlhfkit.trainers.checkpoint import CheckpointConfig, Checkpointer, check_finite
 from rlhfkit.trainers.common import (
     DataConfig,
     MetricsLog,
+    ReportTo,
     batches,
+    from_main,
     load_split,
+    make_accelerator,
     make_optimizer,
-    save_model,
+    save_trained,
     setup_torch,
+    shard,
+    to_device,
 )
 
 
@@ -51,7 +57,14 @@ class SFTConfig:
     weight_decay: float = option(0.0, "AdamW weight decay")
     warmup_steps: int = option(0, "linear warmup steps")
     max_grad_norm: float = option(1.0, "gradient clipping norm")
+    lora: LoRAConfig = option(LoRAConfig, "LoRA adapters (lora.r > 0); the saved model has them merged in")
+    gradient_checkpointing: bool = option(
+        False, "recompute activations in the backward pass: less memory, slower"
+    )
     checkpoint: CheckpointConfig = option(CheckpointConfig, "training checkpoints and resuming")
+    report_to: ReportTo = option(
+        "none", "also send metrics.jsonl rows to: none, tensorboard, wandb (offline)"
+    )
     eval_examples: int | None = option(64, "held-out examples scored before and after training (None: all)")
     eval_batch_size: int = option(8, "examples per evaluation forward pass")
     seed: int = option(0, "seed for batching and initialisation")
@@ -68,7 +81,7 @@ def _response_nll(model, encoded: list, pad_id: int, batch_size: int) -> float:
     total, count = 0.0, 0
     with torch.no_grad():
         for start in range(0, len(encoded), batch_size):
-            batch = collate_sft(encoded[start : start + batch_size], pad_id)
+            batch = to_device(collate_sft(encoded[start : start + batch_size], pad_id), model.device)
             logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
             loss, metrics = sft_loss(logits, batch["input_ids"], batch["loss_mask"])
             total += loss.item() * metrics["tokens"].item()
@@ -80,16 +93,21 @@ def train_sft(cfg: SFTConfig) -> dict:
     """Fine-tune ``cfg.model`` and save it to ``cfg.output_dir``; returns the run's summary.
 
     The summary holds the held-out response NLL before and after training (``eval_nll_before``,
-    ``eval_nll``), so a run shows whether it helped.
+    ``eval_nll``), so a run shows whether it helped. Under N processes each takes ``batch_size``
+    examples of a global batch of ``N * batch_size``; the loss is the mean over the response tokens of
+    the *global* batch (token counts are summed over processes), so the update equals a one-process run
+    with ``batch_size = N * batch_size``.
 
     Raises:
         rlhfkit.data.DataError: bad training data (unless ``data.skip_invalid``).
         rlhfkit.models.loading.ModelNotFoundError: ``cfg.model`` cannot be found.
     """
+    accelerator = make_accelerator()
+    main, world = accelerator.is_main_process, accelerator.num_processes
     setup_torch(cfg.seed, cfg.threads)
     train, held_out = load_split(cfg.data, load_sft)
     tokenizer = load_tokenizer(cfg.model)
-    model = load_policy(cfg.model, cfg.dtype)
+    model = prepare_trainable(load_policy(cfg.model, cfg.dtype), cfg.lora, cfg.gradient_checkpointing)
 
     def encode(examples):
         return [
@@ -98,40 +116,53 @@ def train_sft(cfg: SFTConfig) -> dict:
         ]
 
     train_enc, eval_enc = encode(train), encode(held_out[: cfg.eval_examples])
-    steps = cfg.max_steps or cfg.epochs * math.ceil(len(train_enc) / cfg.batch_size)
+    global_batch = min(cfg.batch_size * world, len(train_enc) // world * world)
+    steps = cfg.max_steps or cfg.epochs * math.ceil(len(train_enc) / global_batch)
     optimizer, scheduler = make_optimizer(
         model.parameters(), cfg.lr, cfg.weight_decay, cfg.warmup_steps, steps
     )
     checkpoints = Checkpointer(
-        cfg.checkpoint, cfg.output_dir, {"model": model, "optimizer": optimizer, "scheduler": scheduler}
+        cfg.checkpoint,
+        cfg.output_dir,
+        {"model": model, "optimizer": optimizer, "scheduler": scheduler},
+        main=main,
     )
     start, extra = checkpoints.start()
-    log = MetricsLog(cfg.output_dir, resume_step=start)
+    log = MetricsLog(cfg.output_dir, resume_step=start, report_to=cfg.report_to, config=cfg, main=main)
+    pad_id = tokenizer.pad_token_id
     if start:
-        eval_before = extra["eval_nll_before"]
+        eval_before = extra.get("eval_nll_before")
     else:
         eval_before = (
-            _response_nll(model, eval_enc, tokenizer.pad_token_id, cfg.eval_batch_size) if eval_enc else None
+            _response_nll(model, eval_enc, pad_id, cfg.eval_batch_size) if eval_enc and main else None
         )
+    model, optimizer = accelerator.prepare(model, optimizer)  # DDP (or FSDP / DeepSpeed) under a launcher
 
     model.train()
-    stream = batches(train_enc, min(cfg.batch_size, len(train_enc)), cfg.seed, skip=start)
-    progress = tqdm(range(start + 1, steps + 1), desc="sft", unit="step", initial=start, total=steps)
+    stream = batches(train_enc, global_batch, cfg.seed, skip=start)
+    progress = tqdm(
+        range(start + 1, steps + 1), desc="sft", unit="step", initial=start, total=steps, disable=not main
+    )
     for step in progress:
-        batch = collate_sft(next(stream), tokenizer.pad_token_id)
+        batch = to_device(collate_sft(shard(next(stream), accelerator), pad_id), accelerator.device)
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        loss, metrics = sft_loss(logits, batch["input_ids"], batch["loss_mask"])
-        check_finite(step, loss=loss)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+        loss, metrics = sft_loss(logits, batch["input_ids"], batch["loss_mask"])  # mean over local tokens
+        # the global token mean: sum of (local mean * local tokens) over processes / all tokens
+        tokens = metrics["tokens"].float()
+        totals = accelerator.reduce(torch.stack([tokens, loss.detach() * tokens]), "sum")  # (2,)
+        global_loss = totals[1] / totals[0]
+        check_finite(step, loss=global_loss)
+        # DDP averages gradients over processes, hence the factor `world`
+        accelerator.backward(loss * tokens * world / totals[0])
+        grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         row = log.log(
             step,
             {
-                "loss": loss,
-                "tokens": metrics["tokens"],
+                "loss": global_loss,
+                "tokens": totals[0],
                 "grad_norm": grad_norm,
                 "lr": scheduler.get_last_lr()[0],
             },
@@ -139,19 +170,24 @@ def train_sft(cfg: SFTConfig) -> dict:
         progress.set_postfix(loss=f"{row['loss']:.3f}")
         if checkpoints.due(step):
             checkpoints.save(step, {"eval_nll_before": eval_before})
+    log.close()
 
     model.eval()
-    summary = {
-        "stage": "sft",
-        "steps": steps,
-        "train_examples": len(train_enc),
-        "eval_examples": len(eval_enc),
-        "train_loss_first": log.rows[0]["loss"],
-        "train_loss_last": log.rows[-1]["loss"],
-        "eval_nll_before": eval_before,
-        "eval_nll": _response_nll(model, eval_enc, tokenizer.pad_token_id, cfg.eval_batch_size)
-        if eval_enc
-        else None,
-    }
-    save_model(model, tokenizer, cfg.output_dir, cfg, summary)
+    accelerator.wait_for_everyone()
+    summary = None
+    if main:
+        plain = accelerator.unwrap_model(model)
+        summary = {
+            "stage": "sft",
+            "steps": steps,
+            "processes": world,
+            "train_examples": len(train_enc),
+            "eval_examples": len(eval_enc),
+            "train_loss_first": log.rows[0]["loss"],
+            "train_loss_last": log.rows[-1]["loss"],
+            "eval_nll_before": eval_before,
+            "eval_nll": _response_nll(plain, eval_enc, pad_id, cfg.eval_batch_size) if eval_enc else None,
+        }
+    summary = from_main(accelerator, summary)
+    save_trained(accelerator, model, tokenizer, cfg.output_dir, cfg, summary)
     return summary

@@ -16,6 +16,7 @@ from rlhfkit.data.collate import collate_pairs, encode_pair
 from rlhfkit.eval.evaluate import EvalConfig, evaluate
 from rlhfkit.models.loading import load_policy, load_tokenizer
 from rlhfkit.models.logprobs import sequence_logprobs
+from rlhfkit.models.lora import LoRAConfig
 from rlhfkit.trainers import dpo
 from rlhfkit.trainers.common import DataConfig
 from rlhfkit.trainers.dpo import DPOConfig, train_dpo
@@ -134,7 +135,7 @@ def test_precomputed_and_on_the_fly_reference_agree(tiny_policy_dir, toy_prefere
 def test_lora_reference_is_the_base_model_with_its_adapter_off(
     tiny_policy_dir, toy_preferences, tmp_path, count_loads
 ):
-    lora = dict(lora_r=4, lora_alpha=8, lora_target_modules=["q_proj", "v_proj"], lr=1e-2)
+    lora = dict(lora=LoRAConfig(r=4, alpha=8, target_modules=["q_proj", "v_proj"]), lr=1e-2)
     out = tmp_path / "lora"
     summary = train_dpo(_cfg(tiny_policy_dir, toy_preferences, out, reference="on_the_fly", **lora))
     assert len(count_loads) == 1  # no second model: the reference is the base under disable_adapter()

@@ -71,7 +71,7 @@ def test_hh_dpo_starts_from_the_demo_sft_on_the_demo_split():
     demo = stage_configs(load_config(PipelineConfig, DEMO))
     assert cfg.policy == demo["sft"].output_dir  # DPO's reference and eval's baseline is the SFT model
     assert cfg.data == demo["sft"].data  # same file, format, skip and train/eval split
-    assert cfg.reference == "precomputed" and cfg.lora_r == 0
+    assert cfg.reference == "precomputed" and cfg.lora.r == 0
     assert cfg.output_dir.startswith(str(Path(demo["sft"].output_dir).parent))
     with pytest.raises(ConfigError, match="did you mean 'beta'"):
         _load(DPO, ["betta=0.2"])
@@ -87,3 +87,15 @@ def test_hh_grpo_starts_from_the_demo_sft_and_reward_on_the_demo_split():
     assert cfg.kl_coef > 0 and cfg.batch_size * cfg.group_size % cfg.mini_batch_size == 0
     with pytest.raises(ConfigError, match="did you mean 'group_size'"):
         _load(ROOT / "configs" / "hh-grpo.yaml", ["grop_size=8"])
+
+
+ACCELERATE = sorted((ROOT / "configs" / "accelerate").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", ACCELERATE, ids=lambda p: p.name)
+def test_accelerate_config_loads(path):
+    from accelerate.commands.config.config_args import ClusterConfig
+
+    cfg = ClusterConfig.from_yaml_file(path)
+    assert str(cfg.distributed_type).split(".")[-1] in {"MULTI_GPU", "FSDP", "DEEPSPEED"}
+    assert cfg.num_processes >= 1 and cfg.use_cpu is False
