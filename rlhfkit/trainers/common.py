@@ -8,6 +8,10 @@ accelerate config) underneath. Every process draws the same *global* batch of ``
 num_processes`` records and trains on its own slice of it (:func:`shard`), so N processes with
 ``batch_size=b`` see per step exactly what one process with ``batch_size=N*b`` sees. Only the main
 process writes metrics, checkpoints and the saved model.
+
+The RL trainers (PPO, GRPO, RLOO) shard each global batch of prompts the same way; every process samples
+its responses with its own generator (:func:`sampling_generator`, seed + process index), so their runs
+differ from a one-process run with the global batch.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from typing import Any, Literal
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import broadcast_object_list
+from accelerate.utils import broadcast_object_list, gather_object
 from transformers import get_scheduler
 
 from rlhfkit.config import config_to_dict, option, save_config
@@ -85,18 +89,33 @@ def make_accelerator() -> Accelerator:
     return Accelerator(cpu=not has_accelerator, step_scheduler_with_optimizer=False)
 
 
-def require_single_process(stage: str) -> None:
-    """Stop a trainer that does not support several processes yet, instead of N runs racing on one folder.
+def sampling_generator(accelerator: Accelerator, seed: int) -> torch.Generator:
+    """This process's sampling generator, seeded with ``seed + process index``: every process draws its
+    own samples (RL trainers), and one process draws exactly what it always did."""
+    return torch.Generator().manual_seed(seed + accelerator.process_index)
 
-    Raises:
-        RuntimeError: launched with more than one process (``WORLD_SIZE > 1``).
-    """
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1:
-        raise RuntimeError(
-            f"{stage} runs in one process only for now (launched with {world}); SFT, reward and DPO "
-            "support accelerate launch / torchrun"
-        )
+
+def generator_states(accelerator: Accelerator, generator: torch.Generator) -> list[torch.Tensor]:
+    """Every process's ``generator`` state, in process order, for a checkpoint (a collective call: every
+    process calls it)."""
+    if accelerator.num_processes == 1:
+        return [generator.get_state()]
+    return gather_object([generator.get_state()])
+
+
+def restore_generator(
+    accelerator: Accelerator, generator: torch.Generator, states: list | None, seed: int, step: int
+) -> None:
+    """Give ``generator`` this process's state from a checkpoint's :func:`generator_states`. A checkpoint
+    written by a different number of processes has no state for this one: sampling is then re-seeded
+    (from ``seed``, the process index and ``step``), so the resumed run samples differently."""
+    world, rank = accelerator.num_processes, accelerator.process_index
+    if states is not None and len(states) == world:
+        generator.set_state(states[rank])
+    elif states is not None or world > 1:
+        generator.manual_seed(seed + rank + 1_000_003 * step)
+        if accelerator.is_main_process:
+            print(f"[rlhfkit] checkpoint has no sampling state for {world} processes: re-seeded", flush=True)
 
 
 def shard(batch: Sequence, accelerator: Accelerator) -> list:
@@ -353,7 +372,9 @@ __all__ = [
     "make_accelerator",
     "mean_over_processes",
     "save_trained",
-    "require_single_process",
+    "generator_states",
+    "restore_generator",
+    "sampling_generator",
     "shard",
     "to_device",
     "HH_DATA",

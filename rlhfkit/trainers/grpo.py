@@ -12,6 +12,12 @@ One step = one batch of B prompts:
   5. ``inner_epochs`` (mu) passes of the clipped-ratio loss with the k3 KL term, over shuffled
      minibatches, aggregated per token or per sequence.
 
+Under N processes (``torchrun`` / ``accelerate launch``) every process takes ``batch_size`` prompts of a
+global batch of ``N * batch_size`` and samples their G responses with its own generator (seed + process
+index); a group never spans processes, so the group means and stds are per process. DDP averages the
+gradients (each process's loss is a mean over its own minibatch); logged metrics are averaged over
+processes.
+
 Notation:
     B  prompts per step (``batch_size``)
     G  responses per prompt (``group_size``)
@@ -42,7 +48,7 @@ from rlhfkit.data import load_prompts
 from rlhfkit.losses import grpo_loss, masked_mean
 from rlhfkit.models.loading import load_policy, load_tokenizer
 from rlhfkit.models.logprobs import response_logprobs
-from rlhfkit.models.lora import LoRAConfig, merge_lora, needs_reference_copy, prepare_trainable, reference_of
+from rlhfkit.models.lora import LoRAConfig, needs_reference_copy, prepare_trainable, reference_of
 from rlhfkit.rewards import RewardSpec, build_reward, check_reward_specs
 from rlhfkit.rollout.sampling import rollout
 from rlhfkit.trainers.checkpoint import CheckpointConfig, Checkpointer, check_finite
@@ -51,11 +57,17 @@ from rlhfkit.trainers.common import (
     MetricsLog,
     ReportTo,
     batches,
+    from_main,
+    generator_states,
     load_split,
+    make_accelerator,
     make_optimizer,
-    require_single_process,
-    save_model,
+    mean_over_processes,
+    restore_generator,
+    sampling_generator,
+    save_trained,
     setup_torch,
+    shard,
 )
 
 
@@ -74,7 +86,7 @@ class GRPOConfig:
     data: DataConfig = option(DataConfig, "prompts (prompt-only or preference files)")
     use_chat_template: bool = option(True, "render prompts with the policy tokenizer's chat template")
     steps: int = option(10, "batches of prompts (each sampled, scored and trained on)")
-    batch_size: int = option(4, "B: prompts per step")
+    batch_size: int = option(4, "B: prompts per step (per process)")
     group_size: int = option(4, "G: responses sampled per prompt (>= 2)")
     mini_batch_size: int = option(16, "sequences per gradient step; batch_size * group_size is a multiple")
     inner_epochs: int = option(1, "mu: passes over each batch (GRPO's inner iterations)")
@@ -130,7 +142,8 @@ def train_grpo(cfg: GRPOConfig) -> dict:
         rlhfkit.data.DataError: bad prompt data (unless ``data.skip_invalid``).
         rlhfkit.models.loading.ModelNotFoundError: a model cannot be found.
     """
-    require_single_process("grpo")
+    accelerator = make_accelerator()
+    main, world = accelerator.is_main_process, accelerator.num_processes
     setup_torch(cfg.seed, cfg.threads)
     prompts, _ = load_split(cfg.data, load_prompts)
     tokenizer = load_tokenizer(cfg.policy)
@@ -139,24 +152,40 @@ def train_grpo(cfg: GRPOConfig) -> dict:
     use_reference = cfg.kl_coef > 0
     if use_reference and needs_reference_copy(cfg.lora, cfg.policy, cfg.reference):
         reference = load_policy(cfg.reference or cfg.policy, cfg.dtype, trainable=False)
+        reference.to(accelerator.device)
     reward = build_reward(cfg.rewards, cfg.dtype, cfg.reward_max_length)
     n, group = cfg.batch_size * cfg.group_size, cfg.group_size
     on_policy = cfg.inner_epochs == 1 and cfg.mini_batch_size == n  # one update per batch: ratio = 1
     updates = cfg.steps * cfg.inner_epochs * (n // cfg.mini_batch_size)
     optimizer, _ = make_optimizer(policy.parameters(), cfg.lr, 0.0, 0, updates)
-    generator = torch.Generator().manual_seed(cfg.seed)
+    generator = sampling_generator(accelerator, cfg.seed)
     checkpoints = Checkpointer(
-        cfg.checkpoint, cfg.output_dir, {"policy": policy, "optimizer": optimizer, "generator": generator}
+        cfg.checkpoint,
+        cfg.output_dir,
+        {"policy": policy, "optimizer": optimizer, "generator": generator},
+        main=main,
     )
-    start, _ = checkpoints.start()
-    stream = batches([p.prompt for p in prompts], cfg.batch_size, cfg.seed, skip=start)
-    log = MetricsLog(cfg.output_dir, resume_step=start, report_to=cfg.report_to, config=cfg)
+    start, extra = checkpoints.start()
+    if start:
+        restore_generator(accelerator, generator, extra.get("generators"), cfg.seed, start)
+    stream = batches([p.prompt for p in prompts], cfg.batch_size * world, cfg.seed, skip=start)
+    log = MetricsLog(cfg.output_dir, resume_step=start, report_to=cfg.report_to, config=cfg, main=main)
+    # a DDP-wrapped copy for the gradient steps; `policy` stays the plain module, which samples and
+    # scores without gradients
+    policy_ddp, optimizer = accelerator.prepare(policy, optimizer)
 
-    progress = tqdm(range(start + 1, cfg.steps + 1), desc="grpo", unit="step", initial=start, total=cfg.steps)
+    progress = tqdm(
+        range(start + 1, cfg.steps + 1),
+        desc="grpo",
+        unit="step",
+        initial=start,
+        total=cfg.steps,
+        disable=not main,
+    )
     for step in progress:
         # 1. rollout: each prompt G times in a row, so row b * G + i is sample i of prompt b
         clock = [time.perf_counter()]
-        repeated = [p for p in next(stream) for _ in range(group)]
+        repeated = [p for p in shard(next(stream), accelerator) for _ in range(group)]  # this process's
         ro = rollout(
             policy,
             tokenizer,
@@ -196,7 +225,7 @@ def train_grpo(cfg: GRPOConfig) -> dict:
             order = torch.arange(n) if on_policy else torch.randperm(n, generator=generator)
             for idx in order.split(cfg.mini_batch_size):
                 logprobs, entropy = response_logprobs(
-                    policy, *(t[idx] for t in seqs), temperature=cfg.temperature, with_entropy=True
+                    policy_ddp, *(t[idx] for t in seqs), temperature=cfg.temperature, with_entropy=True
                 )
                 if on_policy:
                     old_logprobs = logprobs.detach()  # idx is the whole batch in order
@@ -211,8 +240,8 @@ def train_grpo(cfg: GRPOConfig) -> dict:
                     cfg.loss_aggregation,
                 )
                 check_finite(step, loss=loss)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
+                accelerator.backward(loss)  # DDP averages the gradients over processes
+                accelerator.clip_grad_norm_(policy_ddp.parameters(), cfg.max_grad_norm)
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
                 metrics = {"loss": loss, "entropy": masked_mean(entropy, mask[idx]), **metrics}
@@ -226,8 +255,8 @@ def train_grpo(cfg: GRPOConfig) -> dict:
         if ref_logprobs is not None:
             kl = ((old_logprobs - ref_logprobs) * mask).sum(1).mean().item()
         means = {k: sum(v) / len(v) for k, v in stats.items()}
-        row = log.log(
-            step,
+        metrics = mean_over_processes(  # averaged over processes
+            accelerator,
             {
                 **scored.metrics(),
                 "kl": kl,
@@ -239,20 +268,26 @@ def train_grpo(cfg: GRPOConfig) -> dict:
                 **timing,
             },
         )
-        progress.set_postfix(reward=f"{row['reward']:.3f}", kl="-" if kl is None else f"{kl:.2f}")
+        row = log.log(step, metrics)
+        progress.set_postfix(reward=f"{row['reward']:.3f}", kl="-" if kl is None else f"{row['kl']:.2f}")
         if checkpoints.due(step):
-            checkpoints.save(step)
+            states = generator_states(accelerator, generator)  # every process's, collected on all
+            checkpoints.save(step, {"generators": states})
 
     log.close()
     policy.eval()
-    first, last = log.rows[0], log.rows[-1]
-    summary = {
-        "stage": "grpo",
-        "steps": cfg.steps,
-        "reward_first": first["reward"],
-        "reward_last": last["reward"],
-        "kl_last": last["kl"],
-        "response_length_last": last["response_length"],
-    }
-    save_model(merge_lora(policy), tokenizer, cfg.output_dir, cfg, summary)
+    summary = None
+    if main:
+        first, last = log.rows[0], log.rows[-1]
+        summary = {
+            "stage": "grpo",
+            "steps": cfg.steps,
+            "processes": world,
+            "reward_first": first["reward"],
+            "reward_last": last["reward"],
+            "kl_last": last["kl"],
+            "response_length_last": last["response_length"],
+        }
+    summary = from_main(accelerator, summary)
+    save_trained(accelerator, policy_ddp, tokenizer, cfg.output_dir, cfg, summary)  # LoRA merged in
     return summary

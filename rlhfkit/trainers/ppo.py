@@ -11,6 +11,11 @@ One step = one rollout batch:
 
 Implementation details follow Huang et al. 2024, "The N+ implementation details of RLHF with PPO".
 
+Under N processes (``torchrun`` / ``accelerate launch``) every process takes ``batch_size`` prompts of a
+global batch of ``N * batch_size``, samples with its own generator (seed + process index), and whitens
+its own advantages; DDP averages the policy and value gradients. The KL fed to the adaptive controller
+and every logged metric are averaged over processes, so all processes keep the same beta.
+
 Notation:
     B  prompts per rollout (``batch_size``)
     M  minibatch size
@@ -51,7 +56,6 @@ from rlhfkit.models.logprobs import response_logprobs
 from rlhfkit.models.lora import (
     LoRAConfig,
     enable_gradient_checkpointing,
-    merge_lora,
     needs_reference_copy,
     prepare_trainable,
     reference_of,
@@ -66,11 +70,18 @@ from rlhfkit.trainers.common import (
     MetricsLog,
     ReportTo,
     batches,
+    from_main,
+    generator_states,
     load_split,
+    make_accelerator,
     make_optimizer,
-    require_single_process,
-    save_model,
+    mean_over_processes,
+    restore_generator,
+    sampling_generator,
+    save_trained,
     setup_torch,
+    shard,
+    to_device,
 )
 
 RewardFn = Callable[[list[Prompt], list[str]], list[float]]
@@ -88,7 +99,7 @@ class PPOConfig:
     data: DataConfig = option(DataConfig, "prompts (prompt-only or preference files)")
     use_chat_template: bool = option(True, "render prompts with the policy tokenizer's chat template")
     steps: int = option(8, "rollout batches (each followed by ppo_epochs of updates)")
-    batch_size: int = option(8, "prompts per rollout")
+    batch_size: int = option(8, "prompts per rollout (per process)")
     mini_batch_size: int = option(4, "sequences per gradient step")
     ppo_epochs: int = option(4, "passes over each rollout batch")
     max_prompt_length: int = option(128, "prompt tokens kept (from the end)")
@@ -156,7 +167,8 @@ def train_ppo(cfg: PPOConfig, reward_fn: RewardFn | None = None) -> dict:
         rlhfkit.data.DataError: bad prompt data (unless ``data.skip_invalid``).
         rlhfkit.models.loading.ModelNotFoundError: a model cannot be found.
     """
-    require_single_process("ppo")
+    accelerator = make_accelerator()
+    main, world = accelerator.is_main_process, accelerator.num_processes
     setup_torch(cfg.seed, cfg.threads)
     prompts, _ = load_split(cfg.data, load_prompts)
     value_init = cfg.value_model or cfg.reward_model
@@ -167,6 +179,7 @@ def train_ppo(cfg: PPOConfig, reward_fn: RewardFn | None = None) -> dict:
     reference = None  # with LoRA: the policy with its adapter off
     if needs_reference_copy(cfg.lora, cfg.policy, cfg.reference):
         reference = load_policy(cfg.reference or cfg.policy, cfg.dtype, trainable=False)
+        reference.to(accelerator.device)
     reward = ppo_reward(cfg, reward_fn)
     value = ValueModel(
         load_reward_model(value_init, cfg.dtype, trainable=True, causal=True),
@@ -182,7 +195,7 @@ def train_ppo(cfg: PPOConfig, reward_fn: RewardFn | None = None) -> dict:
         kl_ctl = AdaptiveKLController(cfg.kl_coef, cfg.kl_target, cfg.kl_horizon)
     else:
         kl_ctl = FixedKLController(cfg.kl_coef)
-    generator = torch.Generator().manual_seed(cfg.seed)
+    generator = sampling_generator(accelerator, cfg.seed)
     checkpoints = Checkpointer(
         cfg.checkpoint,
         cfg.output_dir,
@@ -193,14 +206,25 @@ def train_ppo(cfg: PPOConfig, reward_fn: RewardFn | None = None) -> dict:
             "value_opt": value_opt,
             "generator": generator,
         },
+        main=main,
     )
     start, extra = checkpoints.start()
+    if start:
+        restore_generator(accelerator, generator, extra.get("generators"), cfg.seed, start)
     kl_ctl.beta = extra.get("beta", kl_ctl.beta)
-    stream = batches([p.prompt for p in prompts], cfg.batch_size, cfg.seed, skip=start)
-    log = MetricsLog(cfg.output_dir, resume_step=start, report_to=cfg.report_to, config=cfg)
+    stream = batches([p.prompt for p in prompts], cfg.batch_size * world, cfg.seed, skip=start)
+    log = MetricsLog(cfg.output_dir, resume_step=start, report_to=cfg.report_to, config=cfg, main=main)
+    # DDP-wrapped copies for the gradient steps; `policy` and `value` stay the plain modules, which
+    # sample and score without gradients
+    policy_ddp, value_ddp, policy_opt, value_opt = accelerator.prepare(policy, value, policy_opt, value_opt)
 
     progress = tqdm(
-        range(start + 1, cfg.steps + 1), desc="ppo", unit="rollout", initial=start, total=cfg.steps
+        range(start + 1, cfg.steps + 1),
+        desc="ppo",
+        unit="rollout",
+        initial=start,
+        total=cfg.steps,
+        disable=not main,
     )
     for step in progress:
         # 1-2. rollout and score
@@ -208,7 +232,7 @@ def train_ppo(cfg: PPOConfig, reward_fn: RewardFn | None = None) -> dict:
         ro = rollout(
             policy,
             tokenizer,
-            next(stream),
+            shard(next(stream), accelerator),  # this process's prompts of the global batch
             cfg.max_prompt_length,
             cfg.max_new_tokens,
             cfg.temperature,
@@ -218,7 +242,7 @@ def train_ppo(cfg: PPOConfig, reward_fn: RewardFn | None = None) -> dict:
             generator,
         )
         clock.append(time.perf_counter())
-        scores = reward(ro.prompts, ro.response_texts).total  # (B,)
+        scores = reward(ro.prompts, ro.response_texts).total.to(accelerator.device)  # (B,)
         check_finite(step, reward=scores)
         penalised = scores - cfg.missing_eos_penalty * (~ro.has_eos).float().to(scores.device)
         mask = ro.response_mask.float()  # (B, R)
@@ -226,6 +250,7 @@ def train_ppo(cfg: PPOConfig, reward_fn: RewardFn | None = None) -> dict:
 
         # 3. old logprobs, reference logprobs, values
         venc = value.encode(ro.reward_texts(), ro.reward_text_starts(), width=mask.size(1))
+        venc = to_device(venc, accelerator.device)
         with torch.no_grad():
             old_logprobs, _ = response_logprobs(policy, *seqs, temperature=cfg.temperature)
             with reference_of(policy, reference) as ref:
@@ -233,7 +258,7 @@ def train_ppo(cfg: PPOConfig, reward_fn: RewardFn | None = None) -> dict:
             old_values = value(**venc) * mask  # (B, R)
         clock.append(time.perf_counter())
 
-        # 4. KL-shaped rewards, GAE, whitening
+        # 4. KL-shaped rewards, GAE, whitening (over this process's batch)
         kl = kl_estimate(old_logprobs, ref_logprobs, cfg.kl_estimator) * mask  # (B, R)
         rewards = kl_shaped_rewards(penalised, kl, mask, kl_ctl.beta)
         advantages, returns = compute_gae(rewards, old_values, mask, cfg.gamma, cfg.lam)
@@ -245,19 +270,19 @@ def train_ppo(cfg: PPOConfig, reward_fn: RewardFn | None = None) -> dict:
         for _ in range(cfg.ppo_epochs):
             for idx in torch.randperm(cfg.batch_size, generator=generator).split(cfg.mini_batch_size):
                 logprobs, entropy = response_logprobs(
-                    policy, *(t[idx] for t in seqs), temperature=cfg.temperature, with_entropy=True
+                    policy_ddp, *(t[idx] for t in seqs), temperature=cfg.temperature, with_entropy=True
                 )
                 pg_loss, pg_metrics = ppo_policy_loss(
                     logprobs, old_logprobs[idx], advantages[idx], mask[idx], cfg.clip_eps
                 )
                 check_finite(step, policy_loss=pg_loss)
-                _step(pg_loss, policy, policy_opt, cfg.max_grad_norm)
-                values = value(**{k: v[idx] for k, v in venc.items()})
+                _step(accelerator, pg_loss, policy_ddp, policy_opt, cfg.max_grad_norm)
+                values = value_ddp(**{k: v[idx] for k, v in venc.items()})
                 vf_loss, vf_metrics = ppo_value_loss(
                     values, old_values[idx], returns[idx], mask[idx], cfg.value_clip_eps
                 )
                 check_finite(step, value_loss=vf_loss)
-                _step(vf_loss, value, value_opt, cfg.max_grad_norm)
+                _step(accelerator, vf_loss, value_ddp, value_opt, cfg.max_grad_norm)
                 for key, val in {
                     "policy_loss": pg_loss,
                     "value_loss": vf_loss,
@@ -271,16 +296,14 @@ def train_ppo(cfg: PPOConfig, reward_fn: RewardFn | None = None) -> dict:
         phases = ("rollout", "score_ref_value", "update")
         timing = {f"time_{k}": b - a for k, a, b in zip(phases, clock[:-1], clock[1:], strict=True)}
 
-        # 6. KL controller
-        kl_per_seq = kl.sum(1).mean().item()
+        # 6. KL controller, on the KL averaged over processes (every process keeps the same beta)
         beta = kl_ctl.beta
-        kl_ctl.update(kl_per_seq, cfg.batch_size)
-        row = log.log(
-            step,
+        metrics = mean_over_processes(
+            accelerator,
             {
                 "score": scores.mean(),
                 "score_std": scores.std() if len(scores) > 1 else 0.0,
-                "kl": kl_per_seq,
+                "kl": kl.sum(1).mean(),
                 "beta": beta,
                 "non_score_reward": (-beta * kl).sum(1).mean(),
                 "response_length": ro.lengths.float().mean(),
@@ -289,29 +312,35 @@ def train_ppo(cfg: PPOConfig, reward_fn: RewardFn | None = None) -> dict:
                 **timing,
             },
         )
+        metrics["kl"] = float(metrics["kl"])
+        kl_ctl.update(metrics["kl"], cfg.batch_size * world)
+        row = log.log(step, metrics)
         progress.set_postfix(score=f"{row['score']:.3f}", kl=f"{row['kl']:.2f}")
         if checkpoints.due(step):
-            checkpoints.save(step, {"beta": kl_ctl.beta})
+            states = generator_states(accelerator, generator)  # every process's, collected on all
+            checkpoints.save(step, {"beta": kl_ctl.beta, "generators": states})
 
     log.close()
     policy.eval()
-    first, last = log.rows[0], log.rows[-1]
-    summary = {
-        "stage": "ppo",
-        "steps": cfg.steps,
-        "score_first": first["score"],
-        "score_last": last["score"],
-        "kl_last": last["kl"],
-        "response_length_last": last["response_length"],
-    }
-    save_model(merge_lora(policy), tokenizer, cfg.output_dir, cfg, summary)
+    summary = None
+    if main:
+        first, last = log.rows[0], log.rows[-1]
+        summary = {
+            "stage": "ppo",
+            "steps": cfg.steps,
+            "processes": world,
+            "score_first": first["score"],
+            "score_last": last["score"],
+            "kl_last": last["kl"],
+            "response_length_last": last["response_length"],
+        }
+    summary = from_main(accelerator, summary)
+    save_trained(accelerator, policy_ddp, tokenizer, cfg.output_dir, cfg, summary)  # LoRA merged in
     return summary
 
 
-def _step(
-    loss: torch.Tensor, model: torch.nn.Module, optimizer: torch.optim.Optimizer, max_norm: float
-) -> None:
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+def _step(accelerator, loss: torch.Tensor, model: torch.nn.Module, optimizer, max_norm: float) -> None:
+    accelerator.backward(loss)  # DDP averages the gradients over processes
+    accelerator.clip_grad_norm_(model.parameters(), max_norm)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)

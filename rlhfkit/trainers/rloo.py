@@ -10,6 +10,12 @@ One step = one batch of B prompts:
   4. leave-one-out advantages: ``R_i`` minus the mean ``R`` of the other k - 1 responses;
   5. ``inner_epochs`` passes of the REINFORCE loss (optionally ratio-clipped) over minibatches.
 
+Under N processes (``torchrun`` / ``accelerate launch``) every process takes ``batch_size`` prompts of a
+global batch of ``N * batch_size`` and samples their G responses with its own generator (seed + process
+index); a group never spans processes, so the leave-one-out baselines are per process. DDP averages the
+gradients (each process's loss is a mean over its own minibatch); logged metrics are averaged over
+processes.
+
 Notation:
     B  prompts per step (``batch_size``)
     k  responses per prompt (``group_size``; G elsewhere)
@@ -40,7 +46,7 @@ from rlhfkit.data import load_prompts
 from rlhfkit.losses import masked_mean, rloo_loss
 from rlhfkit.models.loading import load_policy, load_tokenizer
 from rlhfkit.models.logprobs import response_logprobs
-from rlhfkit.models.lora import LoRAConfig, merge_lora, needs_reference_copy, prepare_trainable, reference_of
+from rlhfkit.models.lora import LoRAConfig, needs_reference_copy, prepare_trainable, reference_of
 from rlhfkit.rewards import RewardSpec, build_reward, check_reward_specs
 from rlhfkit.rollout.sampling import rollout
 from rlhfkit.trainers.checkpoint import CheckpointConfig, Checkpointer, check_finite
@@ -49,11 +55,17 @@ from rlhfkit.trainers.common import (
     MetricsLog,
     ReportTo,
     batches,
+    from_main,
+    generator_states,
     load_split,
+    make_accelerator,
     make_optimizer,
-    require_single_process,
-    save_model,
+    mean_over_processes,
+    restore_generator,
+    sampling_generator,
+    save_trained,
     setup_torch,
+    shard,
 )
 
 
@@ -72,7 +84,7 @@ class RLOOConfig:
     data: DataConfig = option(DataConfig, "prompts (prompt-only or preference files)")
     use_chat_template: bool = option(True, "render prompts with the policy tokenizer's chat template")
     steps: int = option(10, "batches of prompts (each sampled, scored and trained on)")
-    batch_size: int = option(4, "B: prompts per step")
+    batch_size: int = option(4, "B: prompts per step (per process)")
     group_size: int = option(4, "k: responses sampled per prompt (>= 2)")
     mini_batch_size: int = option(16, "sequences per gradient step; batch_size * group_size is a multiple")
     inner_epochs: int = option(1, "passes over each batch")
@@ -130,7 +142,8 @@ def train_rloo(cfg: RLOOConfig) -> dict:
         rlhfkit.data.DataError: bad prompt data (unless ``data.skip_invalid``).
         rlhfkit.models.loading.ModelNotFoundError: a model cannot be found.
     """
-    require_single_process("rloo")
+    accelerator = make_accelerator()
+    main, world = accelerator.is_main_process, accelerator.num_processes
     setup_torch(cfg.seed, cfg.threads)
     prompts, _ = load_split(cfg.data, load_prompts)
     tokenizer = load_tokenizer(cfg.policy)
@@ -139,23 +152,39 @@ def train_rloo(cfg: RLOOConfig) -> dict:
     use_reference = cfg.kl_coef > 0
     if use_reference and needs_reference_copy(cfg.lora, cfg.policy, cfg.reference):
         reference = load_policy(cfg.reference or cfg.policy, cfg.dtype, trainable=False)
+        reference.to(accelerator.device)
     reward = build_reward(cfg.rewards, cfg.dtype, cfg.reward_max_length)
     n, group = cfg.batch_size * cfg.group_size, cfg.group_size
     updates = cfg.steps * cfg.inner_epochs * (n // cfg.mini_batch_size)
     optimizer, _ = make_optimizer(policy.parameters(), cfg.lr, 0.0, 0, updates)
-    generator = torch.Generator().manual_seed(cfg.seed)
+    generator = sampling_generator(accelerator, cfg.seed)
     checkpoints = Checkpointer(
-        cfg.checkpoint, cfg.output_dir, {"policy": policy, "optimizer": optimizer, "generator": generator}
+        cfg.checkpoint,
+        cfg.output_dir,
+        {"policy": policy, "optimizer": optimizer, "generator": generator},
+        main=main,
     )
-    start, _ = checkpoints.start()
-    stream = batches([p.prompt for p in prompts], cfg.batch_size, cfg.seed, skip=start)
-    log = MetricsLog(cfg.output_dir, resume_step=start, report_to=cfg.report_to, config=cfg)
+    start, extra = checkpoints.start()
+    if start:
+        restore_generator(accelerator, generator, extra.get("generators"), cfg.seed, start)
+    stream = batches([p.prompt for p in prompts], cfg.batch_size * world, cfg.seed, skip=start)
+    log = MetricsLog(cfg.output_dir, resume_step=start, report_to=cfg.report_to, config=cfg, main=main)
+    # a DDP-wrapped copy for the gradient steps; `policy` stays the plain module, which samples and
+    # scores without gradients
+    policy_ddp, optimizer = accelerator.prepare(policy, optimizer)
 
-    progress = tqdm(range(start + 1, cfg.steps + 1), desc="rloo", unit="step", initial=start, total=cfg.steps)
+    progress = tqdm(
+        range(start + 1, cfg.steps + 1),
+        desc="rloo",
+        unit="step",
+        initial=start,
+        total=cfg.steps,
+        disable=not main,
+    )
     for step in progress:
         # 1. rollout: each prompt k times in a row, so row b * k + i is sample i of prompt b
         clock = [time.perf_counter()]
-        repeated = [p for p in next(stream) for _ in range(group)]
+        repeated = [p for p in shard(next(stream), accelerator) for _ in range(group)]  # this process's
         ro = rollout(
             policy,
             tokenizer,
@@ -196,7 +225,7 @@ def train_rloo(cfg: RLOOConfig) -> dict:
         for _ in range(cfg.inner_epochs):
             for idx in torch.randperm(n, generator=generator).split(cfg.mini_batch_size):
                 logprobs, entropy = response_logprobs(
-                    policy, *(t[idx] for t in seqs), temperature=cfg.temperature, with_entropy=True
+                    policy_ddp, *(t[idx] for t in seqs), temperature=cfg.temperature, with_entropy=True
                 )
                 loss, metrics = rloo_loss(
                     logprobs,
@@ -207,8 +236,8 @@ def train_rloo(cfg: RLOOConfig) -> dict:
                     cfg.loss_aggregation,
                 )
                 check_finite(step, loss=loss)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
+                accelerator.backward(loss)  # DDP averages the gradients over processes
+                accelerator.clip_grad_norm_(policy_ddp.parameters(), cfg.max_grad_norm)
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
                 metrics = {"loss": loss, "entropy": masked_mean(entropy, mask[idx]), **metrics}
@@ -218,8 +247,8 @@ def train_rloo(cfg: RLOOConfig) -> dict:
 
         phases = ("rollout", "score_ref", "update")
         timing = {f"time_{k}": b - a for k, a, b in zip(phases, clock[:-1], clock[1:], strict=True)}
-        row = log.log(
-            step,
+        metrics = mean_over_processes(  # averaged over processes
+            accelerator,
             {
                 **scored.metrics(),
                 "kl": kl.mean().item() if use_reference else None,
@@ -231,21 +260,27 @@ def train_rloo(cfg: RLOOConfig) -> dict:
                 **timing,
             },
         )
+        row = log.log(step, metrics)
         kl_text = "-" if row["kl"] is None else f"{row['kl']:.2f}"
         progress.set_postfix(reward=f"{row['reward']:.3f}", kl=kl_text)
         if checkpoints.due(step):
-            checkpoints.save(step)
+            states = generator_states(accelerator, generator)  # every process's, collected on all
+            checkpoints.save(step, {"generators": states})
 
     log.close()
     policy.eval()
-    first, last = log.rows[0], log.rows[-1]
-    summary = {
-        "stage": "rloo",
-        "steps": cfg.steps,
-        "reward_first": first["reward"],
-        "reward_last": last["reward"],
-        "kl_last": last["kl"],
-        "response_length_last": last["response_length"],
-    }
-    save_model(merge_lora(policy), tokenizer, cfg.output_dir, cfg, summary)
+    summary = None
+    if main:
+        first, last = log.rows[0], log.rows[-1]
+        summary = {
+            "stage": "rloo",
+            "steps": cfg.steps,
+            "processes": world,
+            "reward_first": first["reward"],
+            "reward_last": last["reward"],
+            "kl_last": last["kl"],
+            "response_length_last": last["response_length"],
+        }
+    summary = from_main(accelerator, summary)
+    save_trained(accelerator, policy_ddp, tokenizer, cfg.output_dir, cfg, summary)  # LoRA merged in
     return summary

@@ -1,4 +1,5 @@
-"""Two CPU processes (gloo, via torchrun) train exactly like one process with twice the batch."""
+"""Two CPU processes (gloo, via torchrun): SFT, reward and DPO train exactly like one process with twice
+the batch; PPO, GRPO and RLOO run and write one set of outputs."""
 
 from __future__ import annotations
 
@@ -72,3 +73,37 @@ def test_metrics_go_to_tensorboard_too(tiny_policy_dir, toy_preferences, tmp_pat
     scalars = EventAccumulator(str(events[0].parent)).Reload().Scalars("loss")
     assert [s.step for s in scalars] == [1, 2]
     assert scalars[-1].value == pytest.approx(_rows(out)[-1]["loss"], abs=1e-4)
+
+
+RL_COMMON = ["steps=2", "batch_size=2", "max_new_tokens=6", "lr=1e-3", "threads=1", "checkpoint.every=2"]
+RL_CASES = {
+    "ppo": ["mini_batch_size=1", "ppo_epochs=1", "adaptive_kl=true"],
+    "grpo": ["group_size=2", "mini_batch_size=2"],
+    "rloo": ["group_size=2", "mini_batch_size=2"],
+}
+
+
+@pytest.mark.parametrize("name", list(RL_CASES))
+def test_rl_trainers_run_on_two_processes(name, tiny_policy_dir, tiny_reward_dir, toy_preferences, tmp_path):
+    """No equality with one process here: every process samples its own responses (seed + rank)."""
+    from transformers import AutoModelForCausalLM
+
+    out = tmp_path / name
+    reward = (
+        [f"reward_model={tiny_reward_dir}"]
+        if name == "ppo"
+        else [f"rewards=[{{kind: model, path: {tiny_reward_dir}}}]"]
+    )
+    args = [f"policy={tiny_policy_dir}", f"data.path={toy_preferences}", f"output_dir={out}", *reward]
+    _torchrun([name, *args, *RL_COMMON, *RL_CASES[name]], tmp_path)
+
+    rows = _rows(out)
+    assert [r["step"] for r in rows] == [1, 2]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["processes"] == 2 and summary["steps"] == 2
+    assert AutoModelForCausalLM.from_pretrained(out) is not None
+    assert not list(out.glob(".*")), "only the main process writes, and nothing half-written is left"
+    # the checkpoint keeps each process's sampling state, and the two differ
+    state = torch.load(out / "checkpoints" / "step-00000002" / "state.pt", weights_only=False)
+    first, second = state["extra"]["generators"]
+    assert not torch.equal(first, second)
