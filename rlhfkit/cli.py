@@ -7,6 +7,7 @@ Every subcommand takes an optional YAML config and ``key=value`` overrides (dott
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,99 +20,53 @@ from rlhfkit.feedback.cli import add_annotate_parser, run_annotate
 
 @dataclass(frozen=True)
 class Command:
+    """A subcommand: ``target`` is ``"module:ConfigClass:function"``, imported only when the command runs
+    (so ``rlhfkit --help`` and ``rlhfkit annotate`` start without importing torch)."""
+
     summary: str
-    config: Callable[[], type]
-    run: Callable[[], Callable]
+    target: str
 
+    def _attr(self, index: int):
+        module, *names = self.target.split(":")
+        return getattr(importlib.import_module(module), names[index])
 
-def _sft():
-    from rlhfkit.trainers import sft
+    def config(self) -> type:
+        return self._attr(0)
 
-    return sft
-
-
-def _reward():
-    from rlhfkit.trainers import reward
-
-    return reward
-
-
-def _ppo():
-    from rlhfkit.trainers import ppo
-
-    return ppo
-
-
-def _grpo():
-    from rlhfkit.trainers import grpo
-
-    return grpo
-
-
-def _rloo():
-    from rlhfkit.trainers import rloo
-
-    return rloo
-
-
-def _dpo():
-    from rlhfkit.trainers import dpo
-
-    return dpo
-
-
-def _eval():
-    from rlhfkit.eval import evaluate
-
-    return evaluate
-
-
-def _pipeline():
-    from rlhfkit import pipeline
-
-    return pipeline
+    def run(self) -> Callable:
+        return self._attr(1)
 
 
 COMMANDS = {
     "sft": Command(
-        "supervised fine-tuning on prompt -> response pairs",
-        lambda: _sft().SFTConfig,
-        lambda: _sft().train_sft,
+        "supervised fine-tuning on prompt -> response pairs", "rlhfkit.trainers.sft:SFTConfig:train_sft"
     ),
     "reward": Command(
         "train a reward model on preference pairs (Bradley-Terry)",
-        lambda: _reward().RewardConfig,
-        lambda: _reward().train_reward,
+        "rlhfkit.trainers.reward:RewardConfig:train_reward",
     ),
     "ppo": Command(
         "PPO against a reward model with a KL penalty to the reference",
-        lambda: _ppo().PPOConfig,
-        lambda: _ppo().train_ppo,
+        "rlhfkit.trainers.ppo:PPOConfig:train_ppo",
     ),
     "grpo": Command(
         "GRPO: G samples per prompt, group-normalised advantages, no value model",
-        lambda: _grpo().GRPOConfig,
-        lambda: _grpo().train_grpo,
+        "rlhfkit.trainers.grpo:GRPOConfig:train_grpo",
     ),
     "rloo": Command(
         "RLOO: k samples per prompt, leave-one-out baseline, REINFORCE",
-        lambda: _rloo().RLOOConfig,
-        lambda: _rloo().train_rloo,
+        "rlhfkit.trainers.rloo:RLOOConfig:train_rloo",
     ),
     "dpo": Command(
         "DPO and its family (ipo, robust, hinge, simpo) on preference pairs: no reward model, no sampling",
-        lambda: _dpo().DPOConfig,
-        lambda: _dpo().train_dpo,
+        "rlhfkit.trainers.dpo:DPOConfig:train_dpo",
     ),
     "eval": Command(
         "win rate, score and KL of tuned policies against a baseline",
-        lambda: _eval().EvalConfig,
-        lambda: _eval().evaluate,
+        "rlhfkit.eval.evaluate:EvalConfig:evaluate",
     ),
     "pipeline": Command(
-        "the whole loop: SFT -> reward -> PPO -> eval",
-        lambda: _pipeline().PipelineConfig,
-        lambda: _pipeline().run_pipeline,
+        "the whole loop: SFT -> reward -> PPO -> eval", "rlhfkit.pipeline:PipelineConfig:run_pipeline"
     ),
 }
 

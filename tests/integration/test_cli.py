@@ -109,25 +109,23 @@ def test_pipeline_runs_every_stage_then_resumes(
 
 
 def test_out_of_memory_says_what_to_lower(monkeypatch, capsys):
-    from rlhfkit import cli
+    from rlhfkit.trainers import sft
 
     def boom(cfg):
         raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    command = cli.COMMANDS["sft"]
-    monkeypatch.setitem(cli.COMMANDS, "sft", cli.Command(command.summary, command.config, lambda: boom))
+    monkeypatch.setattr(sft, "train_sft", boom)  # the CLI looks the runner up when the command runs
     assert main(["sft", "max_steps=1"]) == 3
     err = capsys.readouterr().err
     assert "out of memory" in err and "batch_size" in err and "gradient_checkpointing" in err
 
 
 def test_other_runtime_errors_are_not_disguised_as_out_of_memory(monkeypatch):
-    from rlhfkit import cli
+    from rlhfkit.trainers import sft
 
     def boom(cfg):
         raise RuntimeError("shape mismatch")
 
-    command = cli.COMMANDS["sft"]
-    monkeypatch.setitem(cli.COMMANDS, "sft", cli.Command(command.summary, command.config, lambda: boom))
+    monkeypatch.setattr(sft, "train_sft", boom)
     with pytest.raises(RuntimeError, match="shape mismatch"):
         main(["sft", "max_steps=1"])
