@@ -1,7 +1,8 @@
 """``rlhfkit`` command line: a thin layer over the Python API.
 
-Every subcommand takes an optional YAML config and ``key=value`` overrides (dotted for sections, e.g.
-``data.max_train=200``); ``rlhfkit <command> --help`` lists every key with its default and meaning.
+Every subcommand but ``annotate`` and ``report`` takes an optional YAML config and ``key=value`` overrides
+(dotted for sections, e.g. ``data.max_train=200``); ``rlhfkit <command> --help`` lists every key with its
+default and meaning.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from rlhfkit.feedback.cli import add_annotate_parser, run_annotate
 @dataclass(frozen=True)
 class Command:
     """A subcommand: ``target`` is ``"module:ConfigClass:function"``, imported only when the command runs
-    (so ``rlhfkit --help`` and ``rlhfkit annotate`` start without importing torch)."""
+    (so ``rlhfkit --help`` and ``rlhfkit annotate`` start without importing torch). A command on a run
+    folder has no config class: ``"module:function"``, called as ``function(run_dir, output)``."""
 
     summary: str
     target: str
@@ -30,11 +32,15 @@ class Command:
         module, *names = self.target.split(":")
         return getattr(importlib.import_module(module), names[index])
 
+    @property
+    def has_config(self) -> bool:
+        return self.target.count(":") == 2
+
     def config(self) -> type:
         return self._attr(0)
 
     def run(self) -> Callable:
-        return self._attr(1)
+        return self._attr(-1)
 
 
 COMMANDS = {
@@ -68,6 +74,14 @@ COMMANDS = {
     "pipeline": Command(
         "the whole loop: SFT -> reward -> PPO -> eval", "rlhfkit.pipeline:PipelineConfig:run_pipeline"
     ),
+    "loop": Command(
+        "iterative RLHF: sample, select pairs, label (simulated or people), reward model, RL, eval; R rounds",
+        "rlhfkit.loop.run:LoopConfig:run_loop",
+    ),
+    "report": Command(
+        "one self-contained HTML page of a run folder: curves, reward vs KL, win rates, samples, labels",
+        "rlhfkit.eval.report:build_report",
+    ),
 }
 
 EXAMPLES = """examples:
@@ -78,6 +92,7 @@ EXAMPLES = """examples:
   rlhfkit eval baseline=runs/hh-demo/sft 'policies=[runs/hh-demo/ppo]'
   rlhfkit grpo configs/hh-grpo.yaml steps=2              # GRPO on the demo's SFT policy
   rlhfkit ppo --help                                    # every key of a stage, with defaults
+  rlhfkit report runs/hh-demo                           # writes runs/hh-demo/report.html
 """
 
 
@@ -90,7 +105,7 @@ OOM_ADVICE = (
 
 def _add_command(sub, name: str, command: Command) -> None:
     wants_help = name in sys.argv[1:2] and any(a in ("-h", "--help") for a in sys.argv[2:])
-    keys = describe_config(command.config()) if wants_help else ""
+    keys = describe_config(command.config()) if wants_help and command.has_config else ""
     parser = sub.add_parser(
         name,
         help=command.summary,
@@ -98,6 +113,10 @@ def _add_command(sub, name: str, command: Command) -> None:
         epilog=f"config keys (YAML or key=value):\n{keys}" if keys else None,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    if not command.has_config:  # a command on a run folder
+        parser.add_argument("run_dir", help="a run folder, e.g. runs/hh-demo")
+        parser.add_argument("--output", help="the file to write (default: report.html in the run folder)")
+        return
     parser.add_argument("config", nargs="?", help="YAML config file (optional)")
     parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. lr=1e-5 data.max_train=100")
     parser.add_argument(
@@ -107,7 +126,7 @@ def _add_command(sub, name: str, command: Command) -> None:
     )
     if name == "pipeline":
         parser.add_argument("--force", action="store_true", help="re-run stages that already finished")
-    elif name != "eval":
+    elif name not in ("eval", "loop"):  # the loop always resumes at its last finished stage
         parser.add_argument(
             "--resume",
             action="store_true",
@@ -129,25 +148,40 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.command == "annotate":
-        return run_annotate(args)
-    overrides = list(args.overrides)
-    if args.config and "=" in args.config:  # no YAML file: the first argument is an override
-        overrides.insert(0, args.config)
-        args.config = None
+def _load(command: Command, args: argparse.Namespace):
+    """A command's config from its YAML file, ``key=value`` overrides and flags."""
+    config, overrides = args.config, list(args.overrides)
+    if config and "=" in config:  # no YAML file: the first argument is an override
+        overrides.insert(0, config)
+        config = None
     if args.skip_invalid:
         overrides.append("data.skip_invalid=true")
     if getattr(args, "force", False):
         overrides.append("force=true")
     if getattr(args, "resume", False):
         overrides.append("checkpoint.resume=true")
+    return load_config(command.config(), config, overrides)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "annotate":
+        return run_annotate(args)
     command = COMMANDS[args.command]
     try:
-        cfg = load_config(command.config(), args.config, overrides)
-        command.run()(cfg)
-    except (ConfigError, DataError, ModelNotFoundError, RewardError, NonFiniteError) as err:
+        if command.has_config:
+            command.run()(_load(command, args))
+        else:
+            command.run()(args.run_dir, args.output)
+    except (
+        ConfigError,
+        DataError,
+        ModelNotFoundError,
+        RewardError,
+        NonFiniteError,
+        NotADirectoryError,  # `report` on a path that is no run folder
+        TimeoutError,  # `loop` waited longer than human.timeout_seconds for labels
+    ) as err:
         print(f"rlhfkit {args.command}: error: {err}", file=sys.stderr)
         return 2
     except (MemoryError, RuntimeError) as err:

@@ -21,6 +21,7 @@ COMMAND_OF = {
     "hh-demo.yaml": "pipeline",
     "hh-dpo.yaml": "dpo",
     "hh-grpo.yaml": "grpo",
+    "hh-loop.yaml": "loop",
 }
 
 
@@ -87,6 +88,19 @@ def test_hh_grpo_starts_from_the_demo_sft_and_reward_on_the_demo_split():
     assert cfg.kl_coef > 0 and cfg.batch_size * cfg.group_size % cfg.mini_batch_size == 0
     with pytest.raises(ConfigError, match="did you mean 'group_size'"):
         _load(ROOT / "configs" / "hh-grpo.yaml", ["grop_size=8"])
+
+
+def test_hh_loop_starts_from_the_demo_sft_and_is_labelled_by_the_demo_reward_model():
+    cfg = _load(ROOT / "configs" / "hh-loop.yaml")
+    demo = stage_configs(load_config(PipelineConfig, DEMO))
+    assert cfg.policy == demo["sft"].output_dir  # the reference and eval baseline of every round
+    assert cfg.simulated.gold_reward_model == demo["reward"].output_dir
+    assert cfg.data == demo["ppo"].data  # same file, format, skip and train/eval split
+    with pytest.raises(ConfigError, match="did you mean 'labels_per_round'"):
+        _load(ROOT / "configs" / "hh-loop.yaml", ["label_per_round=8"])
+    # 16 prompts x K(K-1)/2 = 6 pairs each: 96 candidate pairs a round, so 97 labels cannot be chosen
+    with pytest.raises(ConfigError, match="labels_per_round 97 is more than the 96 candidate pairs"):
+        _load(ROOT / "configs" / "hh-loop.yaml", ["labels_per_round=97"])
 
 
 ACCELERATE = sorted((ROOT / "configs" / "accelerate").glob("*.yaml"))
