@@ -24,6 +24,7 @@ from rlhfkit.data.collate import collate_sft, encode_sft
 from rlhfkit.data.records import SFTExample
 from rlhfkit.losses import bradley_terry_loss, sft_loss
 from rlhfkit.models.loading import load_policy, load_reward_model, load_tokenizer
+from rlhfkit.models.logprobs import next_token_logprobs
 from rlhfkit.models.reward import load_reward_tokenizer, reward_scores
 from rlhfkit.trainers.common import HH_DATA
 
@@ -54,10 +55,12 @@ def sft_case(pairs, steps: int) -> dict:
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-6)
     encoded = [encode_sft(tokenizer, SFTExample(p.prompt, p.chosen), 256, 192, True) for p in pairs[:8]]
     batch = collate_sft(encoded, tokenizer.pad_token_id)
+    target = batch["loss_mask"].clone()
+    target[:, 0] = 0  # as the SFT trainer scores them: padding-free, LM head on response tokens only
 
     def step():
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        loss, _ = sft_loss(logits, batch["input_ids"], batch["loss_mask"])
+        logprobs, _ = next_token_logprobs(model, batch["input_ids"], batch["attention_mask"], target)
+        loss, _ = sft_loss(logprobs, batch["loss_mask"])
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)

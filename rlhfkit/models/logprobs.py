@@ -2,6 +2,7 @@
 
 Notation:
     B  batch size
+    T  padded sequence length
     P  prompt (query) length, left-padded
     R  response length, right-padded after the first EOS
     V  vocabulary size
@@ -15,6 +16,8 @@ from __future__ import annotations
 
 import torch
 from transformers import PreTrainedModel
+
+from rlhfkit.models.packing import PACK_TOKENS, can_pack, packed_rows, unpack
 
 
 def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
@@ -39,36 +42,88 @@ def token_entropy(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tenso
     return (logz.squeeze(-1) - (probs * scaled).sum(-1)).detach()
 
 
-def response_logits(
+def next_token_logprobs(
     model: PreTrainedModel,
-    query_ids: torch.Tensor,
-    query_mask: torch.Tensor,
-    response_ids: torch.Tensor,
-    response_mask: torch.Tensor,
-) -> torch.Tensor:
-    """Logits that predict each response token, from one forward pass over prompt + response.
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    target_mask: torch.Tensor,
+    temperature: float = 1.0,
+    with_entropy: bool = False,
+    pack_tokens: int | None = PACK_TOKENS,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """log p(x_t | x_<t) at every position t marked by ``target_mask``, and optionally the entropy there.
 
-    Only the last R + 1 positions go through the LM head (``logits_to_keep``), so the (B, P + R, V)
-    logits of the prompt are never built.
+    The LM head runs only on the positions that predict a target (``logits_to_keep``), so neither the
+    (B, T, V) logits of the batch nor those of prompt tokens are ever built. With ``pack_tokens`` set (and
+    a model not wrapped in DDP) the forward is padding-free (:mod:`rlhfkit.models.packing`); with
+    ``pack_tokens=None`` it is one padded forward. Both give the same values to float rounding.
 
     Args:
-        query_ids, query_mask: (B, P), left-padded.
-        response_ids, response_mask: (B, R), right-padded.
+        input_ids, attention_mask: (B, T), each row's real tokens contiguous (left or right padding).
+        target_mask: (B, T) 0/1; the tokens to score. The first real token of a row has no prediction.
+        temperature: logits are divided by it (the rollout's sampling temperature).
+        pack_tokens: tokens per packed row, or None for the padded forward.
     Returns:
-        (B, R, V) logits; row t predicts ``response_ids[:, t]``.
+        ``(logprobs, entropy)``: (B, T) fp32, zero where ``target_mask`` is 0 (entropy None unless asked).
+    Raises:
+        ValueError: a target is the first real token of its row, or lies on padding.
     """
-    input_ids = torch.cat([query_ids, response_ids], dim=1)  # (B, P + R)
-    attention_mask = torch.cat([query_mask, response_mask], dim=1).long()
-    position_ids = (attention_mask.cumsum(-1) - 1).clamp_min(0)
-    response_len = response_ids.size(1)
+    real = attention_mask.bool()
+    target = target_mask.bool()
+    positions = attention_mask.long().cumsum(1) - 1  # (B, T) position of each real token
+    if (target & ~real).any() or (target & (positions == 0)).any():
+        raise ValueError("next_token_logprobs: a target is padding or the first token of its row")
+    if not target.any():
+        zeros = torch.zeros(target.shape, device=target.device)
+        return zeros, zeros.clone() if with_entropy else None
+    if pack_tokens is not None and can_pack(model):
+        return _packed_logprobs(
+            model, input_ids, attention_mask, target, temperature, with_entropy, pack_tokens
+        )
+    cols = target.any(0).nonzero().squeeze(1)  # (C,) columns holding a target
     out = model(
         input_ids=input_ids,
         attention_mask=attention_mask,
-        position_ids=position_ids,
-        logits_to_keep=response_len + 1,
+        position_ids=positions.clamp_min(0),
+        logits_to_keep=cols - 1,  # the column before a target predicts it
         use_cache=False,
     )
-    return out.logits[:, :-1]  # (B, R, V)
+    logits = out.logits  # (B, C, V)
+    weight = target[:, cols].to(torch.float32)  # (B, C)
+
+    def spread(values: torch.Tensor) -> torch.Tensor:  # (B, C) -> (B, T), zero off target
+        return (values * weight).new_zeros(target.shape).index_copy(1, cols, values * weight)
+
+    logprobs = spread(token_logprobs(logits, input_ids[:, cols], temperature))
+    entropy = spread(token_entropy(logits, temperature)) if with_entropy else None
+    return logprobs, entropy
+
+
+def _packed_logprobs(model, input_ids, attention_mask, target, temperature, with_entropy, pack_tokens):
+    flat_target = target[attention_mask.bool()]  # (N,)
+    logprobs, entropies = [], []
+    for row in packed_rows(input_ids, attention_mask, pack_tokens):
+        scored = flat_target[row.span]  # (W,)
+        if not scored.any():
+            continue
+        out = model(
+            input_ids=row.input_ids,
+            position_ids=row.position_ids,
+            logits_to_keep=scored.nonzero().squeeze(1) - 1,
+            use_cache=False,
+        )
+        logits = out.logits[0]  # (K, V): one per target of the row
+        logprobs.append(token_logprobs(logits, row.input_ids[0, scored], temperature))
+        if with_entropy:
+            entropies.append(token_entropy(logits, temperature))
+    index = flat_target.nonzero().squeeze(1)  # (K_total,) targets among the N real tokens
+    n_real = flat_target.numel()
+
+    def spread(values: list[torch.Tensor]) -> torch.Tensor:  # concatenated (K_total,) -> (B, T)
+        flat = torch.cat(values)
+        return unpack(flat.new_zeros(n_real).index_copy(0, index, flat), attention_mask)
+
+    return spread(logprobs), spread(entropies) if with_entropy else None
 
 
 def response_logprobs(
@@ -79,15 +134,28 @@ def response_logprobs(
     response_mask: torch.Tensor,
     temperature: float = 1.0,
     with_entropy: bool = False,
+    pack_tokens: int | None = PACK_TOKENS,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Per-token logprobs (B, R) of the response under ``model``, and optionally entropy (B, R).
 
-    Values at padded response positions are meaningless; callers mask them with ``response_mask``.
+    Args:
+        query_ids, query_mask: (B, P), left-padded.
+        response_ids, response_mask: (B, R), right-padded.
+        temperature, pack_tokens: as in :func:`next_token_logprobs`.
+    Returns:
+        (B, R) fp32 logprobs (and entropies), zero where ``response_mask`` is 0.
     """
-    logits = response_logits(model, query_ids, query_mask, response_ids, response_mask)
-    logprobs = token_logprobs(logits, response_ids, temperature)
-    entropy = token_entropy(logits, temperature) if with_entropy else None
-    return logprobs, entropy
+    logprobs, entropy = next_token_logprobs(
+        model,
+        torch.cat([query_ids, response_ids], dim=1),  # (B, P + R)
+        torch.cat([query_mask, response_mask], dim=1).long(),
+        torch.cat([torch.zeros_like(query_mask), response_mask], dim=1),
+        temperature,
+        with_entropy,
+        pack_tokens,
+    )
+    width = query_ids.size(1)
+    return logprobs[:, width:], entropy[:, width:] if entropy is not None else None
 
 
 def sequence_logprobs(
@@ -95,30 +163,25 @@ def sequence_logprobs(
     input_ids: torch.Tensor,
     attention_mask: torch.Tensor,
     loss_mask: torch.Tensor,
+    pack_tokens: int | None = PACK_TOKENS,
 ) -> torch.Tensor:
-    """Summed log-probabilities of the tokens marked by ``loss_mask``, one forward pass, right padding.
+    """Summed log-probabilities of the tokens marked by ``loss_mask`` (B,), right padding.
 
     Each row is prompt + response + right padding (as :func:`rlhfkit.data.collate.collate_sft` builds
-    it); ``loss_mask`` is 1 on the response tokens. Logits are only built from the first response
-    position of the batch on (``logits_to_keep``), so the (B, T, V) logits of long prompts never exist.
-    The first token of a row has no prediction and is never counted.
+    it); ``loss_mask`` is 1 on the response tokens. The first token of a row has no prediction and is
+    never counted.
 
     Args:
         input_ids, attention_mask, loss_mask: (B, T), right-padded.
+        pack_tokens: as in :func:`next_token_logprobs`.
     Returns:
         (B,) fp32 sums of log p(x_t | x_<t) over the masked tokens (with grad if the model has it).
+    Raises:
+        ValueError: ``loss_mask`` selects no token after the first column.
     """
     mask = loss_mask.clone()
     mask[:, 0] = 0
     if not mask.any():
         raise ValueError("sequence_logprobs: loss_mask selects no token after the first column")
-    first = int(mask.float().argmax(dim=1)[mask.any(dim=1)].min())  # earliest scored column, >= 1
-    out = model(
-        input_ids=input_ids,
-        attention_mask=attention_mask,
-        logits_to_keep=input_ids.size(1) - first + 1,
-        use_cache=False,
-    )
-    logits = out.logits[:, :-1]  # (B, T - first, V): column j predicts input_ids[:, first + j]
-    logprobs = token_logprobs(logits, input_ids[:, first:])  # (B, T - first)
-    return (logprobs * mask[:, first:].to(logprobs.dtype)).sum(dim=1)
+    logprobs, _ = next_token_logprobs(model, input_ids, attention_mask, mask, pack_tokens=pack_tokens)
+    return logprobs.sum(dim=1)

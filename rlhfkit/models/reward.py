@@ -12,7 +12,9 @@ from __future__ import annotations
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from rlhfkit.data.collate import pad_sequences
 from rlhfkit.models.loading import load_tokenizer
+from rlhfkit.models.packing import PACK_TOKENS, can_pack, packed_hidden_states
 
 
 def load_reward_tokenizer(name: str) -> PreTrainedTokenizerBase:
@@ -23,12 +25,28 @@ def load_reward_tokenizer(name: str) -> PreTrainedTokenizerBase:
 
 
 def reward_scores(
-    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts: list[str], max_length: int
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    texts: list[str],
+    max_length: int,
+    pack_tokens: int | None = PACK_TOKENS,
 ) -> torch.Tensor:
-    """Rewards (N,) of ``texts`` in one padded batch; differentiable if ``model`` has grads on."""
-    enc = tokenizer(texts, truncation=True, max_length=max_length, padding=True, return_tensors="pt")
-    enc = enc.to(next(model.parameters()).device)  # works for DDP-wrapped models too
-    return model(**enc).logits.squeeze(-1).float()
+    """Rewards (N,) of ``texts``; differentiable if ``model`` has grads on.
+
+    A decoder-only reward model (a ``score`` head read at the last token) runs padding-free when
+    ``pack_tokens`` is set and it is not wrapped in DDP (:mod:`rlhfkit.models.packing`); other models
+    (BERT-style encoders attend both ways, so packing does not apply) and ``pack_tokens=None`` run one
+    padded batch. Both give the same rewards to float rounding.
+    """
+    device = next(model.parameters()).device  # works for DDP-wrapped models too
+    plain = model.get_base_model() if hasattr(model, "get_base_model") else model  # under a peft wrapper
+    if pack_tokens is None or not hasattr(plain, "score") or not can_pack(model):
+        enc = tokenizer(texts, truncation=True, max_length=max_length, padding=True, return_tensors="pt")
+        return model(**enc.to(device)).logits.squeeze(-1).float()
+    ids, mask = pad_sequences(tokenizer(texts, truncation=True, max_length=max_length).input_ids, 0)
+    ends = mask.sum(1).cumsum(0) - 1  # (N,) index of each text's last token among the real tokens
+    hidden = packed_hidden_states(plain.base_model, ids, mask, pack_tokens)  # (real tokens, H)
+    return plain.score(hidden[ends.to(device)]).squeeze(-1).float()  # (N,)
 
 
 @torch.no_grad()

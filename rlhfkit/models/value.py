@@ -22,6 +22,8 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from rlhfkit.models.packing import packed_hidden_states, unpack
+
 
 def _token_head(model: PreTrainedModel, hidden: torch.Tensor) -> torch.Tensor:
     """Apply a sequence classifier's scalar head at every position: (B, L, H) -> (B, L).
@@ -103,9 +105,17 @@ class ValueModel(nn.Module):
     def forward(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, positions: torch.Tensor
     ) -> torch.Tensor:
-        """Values (B, R) at the value-model ``positions`` (B, R) of each response token."""
-        hidden = self.model.base_model(
-            input_ids=input_ids, attention_mask=attention_mask, use_cache=False
-        ).last_hidden_state  # (B, L, H)
+        """Values (B, R) at the value-model ``positions`` (B, R) of each response token.
+
+        A decoder value model runs padding-free (:mod:`rlhfkit.models.packing`); an encoder one (BERT-style,
+        run causally) takes the padded batch.
+        """
+        if hasattr(self.model, "score"):
+            real = packed_hidden_states(self.model.base_model, input_ids, attention_mask)  # (N, H)
+            hidden = unpack(real, attention_mask)  # (B, L, H)
+        else:
+            hidden = self.model.base_model(
+                input_ids=input_ids, attention_mask=attention_mask, use_cache=False
+            ).last_hidden_state  # (B, L, H)
         values = _token_head(self.model, hidden)  # (B, L)
         return values.gather(1, positions)

@@ -21,6 +21,7 @@ from rlhfkit.data import load_sft
 from rlhfkit.data.collate import collate_sft, encode_sft
 from rlhfkit.losses import sft_loss
 from rlhfkit.models.loading import load_policy, load_tokenizer
+from rlhfkit.models.logprobs import next_token_logprobs
 from rlhfkit.models.lora import LoRAConfig, prepare_trainable
 from rlhfkit.trainers.checkpoint import CheckpointConfig, Checkpointer, check_finite
 from rlhfkit.trainers.common import (
@@ -76,14 +77,21 @@ class SFTConfig:
             raise ValueError("batch_size must be >= 1 and max_length >= 2")
 
 
+def _loss(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """SFT loss of a collated batch; padding-free forward, LM head on the response tokens only."""
+    target = batch["loss_mask"].clone()
+    target[:, 0] = 0  # the first token has no prediction
+    logprobs, _ = next_token_logprobs(model, batch["input_ids"], batch["attention_mask"], target)
+    return sft_loss(logprobs, batch["loss_mask"])
+
+
 def _response_nll(model, encoded: list, pad_id: int, batch_size: int) -> float:
     """Mean per-token NLL (nats) of the response tokens of ``encoded`` examples."""
     total, count = 0.0, 0
     with torch.no_grad():
         for start in range(0, len(encoded), batch_size):
             batch = to_device(collate_sft(encoded[start : start + batch_size], pad_id), model.device)
-            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-            loss, metrics = sft_loss(logits, batch["input_ids"], batch["loss_mask"])
+            loss, metrics = _loss(model, batch)
             total += loss.item() * metrics["tokens"].item()
             count += int(metrics["tokens"].item())
     return total / max(count, 1)
@@ -145,8 +153,7 @@ def train_sft(cfg: SFTConfig) -> dict:
     )
     for step in progress:
         batch = to_device(collate_sft(shard(next(stream), accelerator), pad_id), accelerator.device)
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        loss, metrics = sft_loss(logits, batch["input_ids"], batch["loss_mask"])  # mean over local tokens
+        loss, metrics = _loss(model, batch)  # mean over local tokens
         # the global token mean: sum of (local mean * local tokens) over processes / all tokens
         tokens = metrics["tokens"].float()
         totals = accelerator.reduce(torch.stack([tokens, loss.detach() * tokens]), "sum")  # (2,)

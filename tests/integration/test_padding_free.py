@@ -1,0 +1,151 @@
+"""The optimised paths equal the plain ones: padding-free (packed) forwards against one padded forward.
+
+For each path, values and the gradients they produce must agree to 1e-5 on tiny models:
+- token logprobs with entropy (PPO/GRPO/RLOO, left-padded queries + right-padded responses),
+- summed sequence logprobs and the DPO loss (right-padded prompt + response rows),
+- the SFT loss,
+- the rewards of a decoder reward model.
+``pack_tokens`` is small here so that a batch spans several packed rows.
+"""
+
+import pytest
+import torch
+
+from rlhfkit.data.collate import collate_pairs, encode_pair, encode_prompts, pad_sequences
+from rlhfkit.data.records import PreferencePair
+from rlhfkit.losses import sft_loss
+from rlhfkit.losses.dpo import DPOParams, PairLogps, sigmoid_loss
+from rlhfkit.models.loading import load_policy, load_reward_model, load_tokenizer
+from rlhfkit.models.logprobs import next_token_logprobs, response_logprobs, sequence_logprobs
+from rlhfkit.models.packing import packed_rows
+from rlhfkit.models.reward import reward_scores
+from rlhfkit.models.value import ValueModel
+
+PROMPTS = [
+    "\n\nHuman: Is this a good idea?\n\nAssistant:",
+    "\n\nHuman: Hi\n\nAssistant:",
+    "\n\nHuman: Can you help me write a short letter to my friend?\n\nAssistant:",
+    "\n\nHuman: What is two plus two?\n\nAssistant:",
+]
+RESPONSES = [" Yes, it is.", " Hello there, friend!", " Sure: Dear friend, I miss you.", " Four."]
+PACK = 24  # tokens per packed row: the batches below need several rows
+
+
+def _grads(model) -> dict[str, torch.Tensor]:
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad(set_to_none=True)
+    return grads
+
+
+def _assert_same(plain_fn, packed_fn, model):
+    """Run both closures (each returns a tensor), backprop their sums, compare values and gradients."""
+    plain = plain_fn()
+    plain.sum().backward()
+    plain_grads = _grads(model)
+    packed = packed_fn()
+    packed.sum().backward()
+    packed_grads = _grads(model)
+    torch.testing.assert_close(packed, plain, atol=1e-5, rtol=1e-5)
+    assert plain_grads.keys() == packed_grads.keys() and plain_grads
+    for name, grad in plain_grads.items():
+        torch.testing.assert_close(packed_grads[name], grad, atol=1e-5, rtol=1e-5, msg=name)
+
+
+@pytest.fixture(params=["llama", "gpt2"])
+def policy(request):
+    name = "tiny_policy_dir" if request.param == "llama" else "tiny_gpt2_policy_dir"
+    return load_policy(request.getfixturevalue(name), trainable=True)
+
+
+@pytest.fixture
+def tokenizer(tiny_policy_dir):
+    return load_tokenizer(tiny_policy_dir)
+
+
+@pytest.fixture
+def pair_batch(tokenizer):
+    pairs = [PreferencePair(p, r, r[::-1]) for p, r in zip(PROMPTS, RESPONSES, strict=True)]
+    encoded = [encode_pair(tokenizer, pair, 64, 48, use_chat_template=False) for pair in pairs]
+    return collate_pairs(encoded, tokenizer.pad_token_id)
+
+
+def test_packing_spans_several_rows_without_padding(pair_batch):
+    rows = list(packed_rows(pair_batch["input_ids"], pair_batch["attention_mask"], PACK))
+    assert len(rows) > 2
+    packed = torch.cat([row.input_ids[0] for row in rows])
+    torch.testing.assert_close(packed, pair_batch["input_ids"][pair_batch["attention_mask"].bool()])
+    assert all(int(row.position_ids[0, 0]) == 0 for row in rows)  # every row starts a sequence
+
+
+def test_response_logprobs_and_entropy(policy, tokenizer):
+    query_ids, query_mask = encode_prompts(tokenizer, PROMPTS, 64, use_chat_template=False)
+    gen = torch.Generator().manual_seed(0)
+    responses = [torch.randint(2, len(tokenizer), (n,), generator=gen).tolist() for n in (5, 2, 7, 3)]
+    response_ids, response_mask = pad_sequences(responses, tokenizer.pad_token_id, side="right")
+    seqs = (query_ids, query_mask, response_ids, response_mask)
+
+    def run(pack):
+        logprobs, entropy = response_logprobs(policy, *seqs, 0.7, with_entropy=True, pack_tokens=pack)
+        return torch.stack([logprobs, entropy])
+
+    _assert_same(lambda: run(None), lambda: run(PACK), policy)
+    assert (run(PACK)[0] * (1 - response_mask)).abs().sum() == 0  # zero off the responses
+
+
+def test_sequence_logprobs_and_dpo_loss(policy, pair_batch):
+    n = pair_batch["input_ids"].size(0) // 2
+    reference = torch.linspace(-30.0, -10.0, 2 * n)  # any fixed reference logprobs
+
+    def run(pack):
+        logps = sequence_logprobs(policy, *pair_batch.values(), pack_tokens=pack)  # (2B,)
+        loss, _ = sigmoid_loss(PairLogps(logps[:n], logps[n:], reference[:n], reference[n:]), DPOParams())
+        return torch.cat([logps, loss[None]])
+
+    _assert_same(lambda: run(None), lambda: run(PACK), policy)
+
+
+def test_sft_loss(policy, pair_batch):
+    target = pair_batch["loss_mask"].clone()
+    target[:, 0] = 0
+
+    def run(pack):
+        logprobs, _ = next_token_logprobs(
+            policy, pair_batch["input_ids"], pair_batch["attention_mask"], target, pack_tokens=pack
+        )
+        return sft_loss(logprobs, pair_batch["loss_mask"])[0]
+
+    _assert_same(lambda: run(None), lambda: run(PACK), policy)
+
+
+def test_decoder_reward_model(tiny_reward_dir):
+    model = load_reward_model(tiny_reward_dir, trainable=True)
+    tokenizer = load_tokenizer(tiny_reward_dir)
+    texts = [p + r for p, r in zip(PROMPTS, RESPONSES, strict=True)]
+    _assert_same(
+        lambda: reward_scores(model, tokenizer, texts, 64, pack_tokens=None),
+        lambda: reward_scores(model, tokenizer, texts, 64, pack_tokens=PACK),
+        model,
+    )
+
+
+def test_a_target_on_the_first_token_is_an_error(policy, pair_batch):
+    with pytest.raises(ValueError, match="first token"):
+        next_token_logprobs(
+            policy, pair_batch["input_ids"], pair_batch["attention_mask"], pair_batch["attention_mask"]
+        )
+
+
+def test_decoder_value_model(tiny_reward_dir, tokenizer):
+    model = load_reward_model(tiny_reward_dir, trainable=True, causal=True)
+    value = ValueModel(model, load_tokenizer(tiny_reward_dir), max_length=64)
+    texts = [p + r for p, r in zip(PROMPTS, RESPONSES, strict=True)]
+    starts = [[len(p), len(p) + 3, len(p + r)] for p, r in zip(PROMPTS, RESPONSES, strict=True)]
+    enc = value.encode(texts, starts)
+
+    def padded():  # the plain path: one padded forward, the head at every position
+        hidden = model.base_model(
+            input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], use_cache=False
+        ).last_hidden_state
+        return model.score(hidden).squeeze(-1).gather(1, enc["positions"])
+
+    _assert_same(padded, lambda: value(**enc), model)
