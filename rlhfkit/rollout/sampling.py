@@ -117,8 +117,10 @@ def generate(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Sample up to ``max_new_tokens`` per prompt, one token at a time, reusing the KV cache.
 
-    Stops early once every row has produced a stop token. Tokens after a row's first stop token are
-    ``pad_id``.
+    A row that has produced a stop token leaves the batch: its KV cache rows are dropped
+    (``Cache.reorder_cache`` with the indices of the rows still running), so later steps compute only
+    the running rows. Generation ends once every row has stopped. Tokens after a row's first stop token
+    are ``pad_id``.
 
     Returns:
         response_ids (B, R), response_mask (B, R) (1 through the first stop token), has_eos (B,).
@@ -134,25 +136,34 @@ def generate(
         use_cache=True,
         logits_to_keep=1,
     )
-    next_position = position_ids[:, -1:] + 1  # (B, 1)
+    cache = out.past_key_values
+    logits = out.logits[:, -1]  # (B_run, V) for the running rows
+    next_position = position_ids[:, -1:] + 1  # (B_run, 1)
+    running = torch.arange(query_ids.size(0), device=device)  # (B_run,) their rows in the batch
     done = torch.zeros(query_ids.size(0), dtype=torch.bool, device=device)
     tokens, masks = [], []
     for _ in range(max_new_tokens):
-        token = sample_next_token(out.logits[:, -1], temperature, top_k, top_p, generator)  # (B,)
+        sampled = sample_next_token(logits, temperature, top_k, top_p, generator)  # (B_run,)
         masks.append(~done)
-        token = torch.where(done, torch.full_like(token, pad_id), token)
-        tokens.append(token)
-        done = done | torch.isin(token, stop)
+        tokens.append(torch.full_like(done, pad_id, dtype=torch.long).index_copy(0, running, sampled))
+        stopped = torch.isin(sampled, stop)  # (B_run,)
+        done[running[stopped]] = True
         if bool(done.all()):
             break
+        if bool(stopped.any()):  # drop the stopped rows from the batch and the cache
+            keep = (~stopped).nonzero().squeeze(1)
+            cache.reorder_cache(keep)
+            running, sampled = running[keep], sampled[keep]
+            attention_mask, next_position = attention_mask[keep], next_position[keep]
         attention_mask = torch.cat([attention_mask, torch.ones_like(attention_mask[:, :1])], dim=1)
         out = model(
-            input_ids=token[:, None],
+            input_ids=sampled[:, None],
             attention_mask=attention_mask,
             position_ids=next_position,
-            past_key_values=out.past_key_values,
+            past_key_values=cache,
             use_cache=True,
         )
+        logits = out.logits[:, -1]
         next_position = next_position + 1
     return torch.stack(tokens, 1), torch.stack(masks, 1).long(), done
 
