@@ -103,3 +103,19 @@ def packed_hidden_states(
         for row in packed_rows(input_ids, attention_mask, pack_tokens)
     ]
     return torch.cat(hidden)
+
+
+def length_groups(lengths: list[int], max_tokens: int) -> list[list[int]]:
+    """Indices of ``lengths`` grouped for micro-batches: sorted by length, consecutive ones together while
+    a group holds at most ``max_tokens`` tokens (a longer item is a group of its own). Items of similar
+    length share a group, so padding inside a group is small."""
+    groups: list[list[int]] = []
+    total = 0
+    for i in sorted(range(len(lengths)), key=lambda i: lengths[i]):
+        if groups and total + lengths[i] <= max_tokens:
+            groups[-1].append(i)
+            total += lengths[i]
+        else:
+            groups.append([i])
+            total = lengths[i]
+    return groups

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -28,6 +29,7 @@ from rlhfkit.data import PreferencePair, join_prompt_response, load_preferences
 from rlhfkit.losses import bradley_terry_loss
 from rlhfkit.models.loading import load_reward_model
 from rlhfkit.models.lora import LoRAConfig, merge_lora, prepare_trainable
+from rlhfkit.models.packing import can_pack, length_groups
 from rlhfkit.models.reward import load_reward_tokenizer, normalize_reward_head, reward_scores, score_texts
 from rlhfkit.trainers.checkpoint import CheckpointConfig, Checkpointer, check_finite
 from rlhfkit.trainers.common import (
@@ -76,6 +78,11 @@ class RewardConfig:
         "after training, rescale the head so training responses score mean 0, std 1 (Ziegler et al. 2019)",
     )
     normalize_samples: int = option(256, "training pairs whose responses set that mean and std")
+    micro_batch_tokens: int | None = option(
+        1024,
+        "real tokens per forward + backward inside a step: pairs of similar length are grouped and their "
+        "gradients accumulated (the same update, less memory and padding); null: the whole batch at once",
+    )
     eval_batch_size: int = option(32, "dialogues per evaluation forward pass")
     seed: int = option(0, "seed for batching")
     dtype: str = option("float32", "float32, bfloat16 or float16")
@@ -99,6 +106,46 @@ def evaluate_pairs(model, tokenizer, pairs: list[PreferencePair], max_length: in
     r_r = score_texts(model, tokenizer, rejected, max_length, batch_size)
     _, metrics = bradley_terry_loss(r_c, r_r)
     return {"accuracy": metrics["accuracy"].item(), "margin": metrics["margin"].item(), "pairs": len(pairs)}
+
+
+def reward_step(
+    model,
+    tokenizer,
+    pairs: list[PreferencePair],
+    max_length: int,
+    micro_batch_tokens: int | None,
+    backward: Callable[[torch.Tensor], None],
+) -> dict[str, torch.Tensor]:
+    """Bradley-Terry loss of ``pairs``, its gradients accumulated through ``backward(loss)``.
+
+    The pairs go through the model in micro-batches of similar length holding at most
+    ``micro_batch_tokens`` real tokens each (both dialogues of a pair in the same micro-batch), every
+    micro-batch loss weighted by its share of the pairs, so the accumulated gradient is that of the whole
+    batch. ``None``, or a DDP-wrapped model (one backward per step), takes the batch at once.
+
+    Returns:
+        the loss and metrics of :func:`rlhfkit.losses.bradley_terry_loss` over all ``pairs``, detached.
+    """
+    chosen, rejected = _texts(pairs)
+    margin = torch.tensor([p.margin or 0.0 for p in pairs])  # (B,)
+    groups = [list(range(len(pairs)))]
+    if micro_batch_tokens is not None and can_pack(model):
+        ids = tokenizer(chosen + rejected, truncation=True, max_length=max_length).input_ids
+        groups = length_groups(
+            [len(ids[i]) + len(ids[i + len(pairs)]) for i in range(len(pairs))], micro_batch_tokens
+        )
+    scored, order = [], []
+    for group in groups:
+        texts = [chosen[i] for i in group] + [rejected[i] for i in group]
+        rewards = reward_scores(model, tokenizer, texts, max_length)  # (2b,)
+        b = len(group)
+        loss, _ = bradley_terry_loss(rewards[:b], rewards[b:], margin[group].to(rewards.device))
+        backward(loss * (b / len(pairs)))
+        scored.append(rewards.detach().view(2, b))
+        order += group
+    rewards = torch.cat(scored, dim=1)  # (2, B) in the order of `order`
+    loss, metrics = bradley_terry_loss(rewards[0], rewards[1], margin[order].to(rewards.device))
+    return {"loss": loss, **metrics}
 
 
 def _normalize(model, tokenizer, pairs: list[PreferencePair], cfg: RewardConfig) -> dict:
@@ -155,14 +202,12 @@ def train_reward(cfg: RewardConfig) -> dict:
     )
     for step in progress:
         pairs = shard(next(stream), accelerator)  # this process's pairs of the global batch
-        chosen, rejected = _texts(pairs)
-        rewards = reward_scores(model, tokenizer, chosen + rejected, cfg.max_length)  # (2B,)
-        margin = torch.tensor([p.margin or 0.0 for p in pairs], device=rewards.device)
+        metrics = reward_step(
+            model, tokenizer, pairs, cfg.max_length, cfg.micro_batch_tokens, accelerator.backward
+        )
         # a mean over pairs; every process has as many, so the mean of the means is the global mean
-        loss, metrics = bradley_terry_loss(rewards[: len(pairs)], rewards[len(pairs) :], margin)
-        metrics = mean_over_processes(accelerator, {"loss": loss, **metrics})
-        check_finite(step, loss=metrics["loss"])
-        accelerator.backward(loss)
+        metrics = mean_over_processes(accelerator, metrics)
+        check_finite(step, loss=metrics["loss"])  # before the update
         grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
         optimizer.step()
         scheduler.step()

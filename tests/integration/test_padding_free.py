@@ -17,9 +17,10 @@ from rlhfkit.losses import sft_loss
 from rlhfkit.losses.dpo import DPOParams, PairLogps, sigmoid_loss
 from rlhfkit.models.loading import load_policy, load_reward_model, load_tokenizer
 from rlhfkit.models.logprobs import next_token_logprobs, response_logprobs, sequence_logprobs
-from rlhfkit.models.packing import packed_rows
+from rlhfkit.models.packing import length_groups, packed_rows
 from rlhfkit.models.reward import reward_scores
 from rlhfkit.models.value import ValueModel
+from rlhfkit.trainers.reward import reward_step
 
 PROMPTS = [
     "\n\nHuman: Is this a good idea?\n\nAssistant:",
@@ -149,3 +150,37 @@ def test_decoder_value_model(tiny_reward_dir, tokenizer):
         return model.score(hidden).squeeze(-1).gather(1, enc["positions"])
 
     _assert_same(padded, lambda: value(**enc), model)
+
+
+@pytest.mark.parametrize("reward_dir", ["tiny_reward_dir", "tiny_bert_reward_dir"])
+def test_reward_step_in_micro_batches(request, reward_dir):
+    path = request.getfixturevalue(reward_dir)
+    model = load_reward_model(path, trainable=True)
+    tokenizer = load_tokenizer(path)
+    pairs = [
+        PreferencePair(p, r, r[::-1], margin=m)
+        for p, r, m in zip(PROMPTS, RESPONSES, [0.0, 0.5, 0.0, 1.0], strict=True)
+    ]
+
+    backward_calls = []
+
+    def backward(loss):
+        backward_calls.append(loss)
+        loss.backward()
+
+    def run(micro):
+        backward_calls.clear()
+        metrics = reward_step(model, tokenizer, pairs, 64, micro, backward)
+        return torch.stack([metrics["loss"], metrics["accuracy"], metrics["margin"]])
+
+    whole = run(None)
+    assert len(backward_calls) == 1
+    whole_grads = _grads(model)
+    assert length_groups([30, 10, 25, 12], 40) == [[1, 3], [2], [0]]  # sorted by length, <= 40 tokens
+    micro = run(60)
+    assert len(backward_calls) > 1  # gradients accumulated over several micro-batches
+    micro_grads = _grads(model)
+    torch.testing.assert_close(micro, whole, atol=1e-5, rtol=1e-5)
+    assert micro_grads.keys() == whole_grads.keys()
+    for name, grad in whole_grads.items():
+        torch.testing.assert_close(micro_grads[name], grad, atol=1e-5, rtol=1e-5, msg=name)
