@@ -70,12 +70,13 @@ def load_split(data: DataConfig, loader: Callable[..., LoadReport]) -> tuple[lis
 
 
 def setup_torch(seed: int, threads: int | None) -> None:
-    """Seed python and torch, and use ``threads`` CPU threads (default: the cores shared out among the
-    processes of this machine)."""
+    """Seed python and torch, and use ``threads`` CPU threads (default: the cores this process may run on,
+    e.g. under ``taskset``, shared out among the processes of this machine)."""
     random.seed(seed)
     torch.manual_seed(seed)
     local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
-    torch.set_num_threads(threads or max(1, (os.cpu_count() or 1) // local_processes))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    torch.set_num_threads(threads or max(1, cores // local_processes))
 
 
 def make_accelerator() -> Accelerator:

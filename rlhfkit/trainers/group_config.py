@@ -31,6 +31,11 @@ class GroupRLConfig:
     batch_size: int = option(4, "B: prompts per step (per process)")
     group_size: int = option(4, "G: responses sampled per prompt (>= 2)")
     mini_batch_size: int = option(16, "sequences per gradient step; batch_size * group_size is a multiple")
+    micro_batch_size: int | None = option(
+        8,
+        "sequences per forward + backward inside a gradient step (gradients accumulated: the same update, "
+        "less memory); null: the whole minibatch at once",
+    )
     inner_epochs: int = option(1, "passes over each batch")
     max_prompt_length: int = option(128, "prompt tokens kept (from the end)")
     max_new_tokens: int = option(48, "response tokens sampled at most")

@@ -35,6 +35,7 @@ CLI: ``rlhfkit grpo [config.yaml] [key=value ...]``.
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 
@@ -67,6 +68,7 @@ from rlhfkit.trainers.common import (
     shard,
 )
 from rlhfkit.trainers.group_config import GroupRLConfig
+from rlhfkit.trainers.micro import accumulated_step, micro_batches
 
 
 @dataclass
@@ -78,6 +80,36 @@ class GRPOConfig(GroupRLConfig):
     kl_coef: float = option(0.04, "beta of the k3 KL term in the loss; 0 loads no reference model")
     clip_eps: float = option(0.2, "ratio clip range")
     scale_rewards: bool = option(True, "divide advantages by the group std (GRPO); false: Dr. GRPO")
+
+
+def _minibatch_loss(
+    cfg: GRPOConfig,
+    policy,
+    seqs: tuple[torch.Tensor, ...],
+    mask: torch.Tensor,
+    advantages: torch.Tensor,
+    sampled_logprobs: torch.Tensor,
+    ref_logprobs: torch.Tensor | None,
+    on_policy: bool,
+    rows: torch.Tensor,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """GRPO loss of batch ``rows``; on-policy, their logprobs are also the sampling logprobs (ratio 1)."""
+    logprobs, entropy = response_logprobs(
+        policy, *(t[rows] for t in seqs), temperature=cfg.temperature, with_entropy=True
+    )
+    if on_policy:  # one update per batch: the sampling policy is the current one
+        sampled_logprobs[rows] = logprobs.detach()
+    loss, metrics = grpo_loss(
+        logprobs,
+        sampled_logprobs[rows],
+        advantages[rows],
+        mask[rows],
+        ref_logprobs[rows] if ref_logprobs is not None else None,
+        cfg.kl_coef,
+        cfg.clip_eps,
+        cfg.loss_aggregation,
+    )
+    return loss, {"entropy": masked_mean(entropy, mask[rows]), **metrics}
 
 
 def train_grpo(cfg: GRPOConfig) -> dict:
@@ -166,41 +198,37 @@ def train_grpo(cfg: GRPOConfig) -> dict:
                     ref_logprobs, _ = response_logprobs(ref, *seqs, temperature=cfg.temperature)
         clock.append(time.perf_counter())
 
-        # 5. mu inner iterations of the clipped loss over minibatches
+        # 5. mu inner iterations of the clipped loss over minibatches (in micro-batches)
+        sampled_logprobs = old_logprobs if old_logprobs is not None else torch.zeros_like(mask)
+
+        loss_fn = functools.partial(
+            _minibatch_loss,
+            cfg,
+            policy_ddp,
+            seqs,
+            mask,
+            advantages,
+            sampled_logprobs,
+            ref_logprobs,
+            on_policy,
+        )
         stats: dict[str, list[float]] = {}
         for _ in range(cfg.inner_epochs):
             order = torch.arange(n) if on_policy else torch.randperm(n, generator=generator)
             for idx in order.split(cfg.mini_batch_size):
-                logprobs, entropy = response_logprobs(
-                    policy_ddp, *(t[idx] for t in seqs), temperature=cfg.temperature, with_entropy=True
+                parts = micro_batches(idx, mask, cfg.loss_aggregation, cfg.micro_batch_size)
+                totals = accumulated_step(
+                    accelerator, policy_ddp, optimizer, parts, loss_fn, cfg.max_grad_norm, step
                 )
-                if on_policy:
-                    old_logprobs = logprobs.detach()  # idx is the whole batch in order
-                loss, metrics = grpo_loss(
-                    logprobs,
-                    old_logprobs[idx],
-                    advantages[idx],
-                    mask[idx],
-                    ref_logprobs[idx] if ref_logprobs is not None else None,
-                    cfg.kl_coef,
-                    cfg.clip_eps,
-                    cfg.loss_aggregation,
-                )
-                check_finite(step, loss=loss)
-                accelerator.backward(loss)  # DDP averages the gradients over processes
-                accelerator.clip_grad_norm_(policy_ddp.parameters(), cfg.max_grad_norm)
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-                metrics = {"loss": loss, "entropy": masked_mean(entropy, mask[idx]), **metrics}
-                for key, val in metrics.items():
-                    stats.setdefault(key, []).append(float(val.detach()))
+                for key, val in totals.items():
+                    stats.setdefault(key, []).append(val)
         clock.append(time.perf_counter())
 
         phases = ("rollout", "score_ref", "update")
         timing = {f"time_{k}": b - a for k, a, b in zip(phases, clock[:-1], clock[1:], strict=True)}
         kl = None  # nats per response, k1 at sampling time, as PPO and `rlhfkit eval` report it
         if ref_logprobs is not None:
-            kl = ((old_logprobs - ref_logprobs) * mask).sum(1).mean().item()
+            kl = ((sampled_logprobs - ref_logprobs) * mask).sum(1).mean().item()
         means = {k: sum(v) / len(v) for k, v in stats.items()}
         metrics = mean_over_processes(  # averaged over processes
             accelerator,

@@ -33,6 +33,7 @@ CLI: ``rlhfkit rloo [config.yaml] [key=value ...]``.
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 from typing import Literal
@@ -66,6 +67,7 @@ from rlhfkit.trainers.common import (
     shard,
 )
 from rlhfkit.trainers.group_config import GroupRLConfig
+from rlhfkit.trainers.micro import accumulated_step, micro_batches
 
 
 @dataclass
@@ -85,6 +87,25 @@ class RLOOConfig(GroupRLConfig):
         super().__post_init__()
         if self.clip_eps is not None and self.clip_eps <= 0:
             raise ValueError("clip_eps must be > 0, or null for no clipping")
+
+
+def _minibatch_loss(
+    cfg: RLOOConfig,
+    policy,
+    seqs: tuple[torch.Tensor, ...],
+    mask: torch.Tensor,
+    advantages: torch.Tensor,
+    old_logprobs: torch.Tensor,
+    rows: torch.Tensor,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """RLOO loss of batch ``rows``."""
+    logprobs, entropy = response_logprobs(
+        policy, *(t[rows] for t in seqs), temperature=cfg.temperature, with_entropy=True
+    )
+    loss, metrics = rloo_loss(
+        logprobs, old_logprobs[rows], advantages[rows], mask[rows], cfg.clip_eps, cfg.loss_aggregation
+    )
+    return loss, {"entropy": masked_mean(entropy, mask[rows]), **metrics}
 
 
 def train_rloo(cfg: RLOOConfig) -> dict:
@@ -174,29 +195,17 @@ def train_rloo(cfg: RLOOConfig) -> dict:
         advantages = leave_one_out_advantages(rewards.view(-1, group)).flatten()  # (N,)
         clock.append(time.perf_counter())
 
-        # 5. REINFORCE updates over minibatches
+        # 5. REINFORCE updates over minibatches (in micro-batches)
+        loss_fn = functools.partial(_minibatch_loss, cfg, policy_ddp, seqs, mask, advantages, old_logprobs)
         stats: dict[str, list[float]] = {}
         for _ in range(cfg.inner_epochs):
             for idx in torch.randperm(n, generator=generator).split(cfg.mini_batch_size):
-                logprobs, entropy = response_logprobs(
-                    policy_ddp, *(t[idx] for t in seqs), temperature=cfg.temperature, with_entropy=True
+                parts = micro_batches(idx, mask, cfg.loss_aggregation, cfg.micro_batch_size)
+                totals = accumulated_step(
+                    accelerator, policy_ddp, optimizer, parts, loss_fn, cfg.max_grad_norm, step
                 )
-                loss, metrics = rloo_loss(
-                    logprobs,
-                    old_logprobs[idx],
-                    advantages[idx],
-                    mask[idx],
-                    cfg.clip_eps,
-                    cfg.loss_aggregation,
-                )
-                check_finite(step, loss=loss)
-                accelerator.backward(loss)  # DDP averages the gradients over processes
-                accelerator.clip_grad_norm_(policy_ddp.parameters(), cfg.max_grad_norm)
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-                metrics = {"loss": loss, "entropy": masked_mean(entropy, mask[idx]), **metrics}
-                for key, val in metrics.items():
-                    stats.setdefault(key, []).append(float(val.detach()))
+                for key, val in totals.items():
+                    stats.setdefault(key, []).append(val)
         clock.append(time.perf_counter())
 
         phases = ("rollout", "score_ref", "update")

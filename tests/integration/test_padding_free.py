@@ -4,22 +4,25 @@ For each path, values and the gradients they produce must agree to 1e-5 on tiny 
 - token logprobs with entropy (PPO/GRPO/RLOO, left-padded queries + right-padded responses),
 - summed sequence logprobs and the DPO loss (right-padded prompt + response rows),
 - the SFT loss,
-- the rewards of a decoder reward model.
+- the rewards of a decoder reward model, and reward training in micro-batches,
+- an RL gradient step in micro-batches with accumulated gradients.
 ``pack_tokens`` is small here so that a batch spans several packed rows.
 """
 
 import pytest
 import torch
+from accelerate import Accelerator
 
 from rlhfkit.data.collate import collate_pairs, encode_pair, encode_prompts, pad_sequences
 from rlhfkit.data.records import PreferencePair
-from rlhfkit.losses import sft_loss
+from rlhfkit.losses import grpo_loss, sft_loss
 from rlhfkit.losses.dpo import DPOParams, PairLogps, sigmoid_loss
 from rlhfkit.models.loading import load_policy, load_reward_model, load_tokenizer
 from rlhfkit.models.logprobs import next_token_logprobs, response_logprobs, sequence_logprobs
 from rlhfkit.models.packing import length_groups, packed_rows
 from rlhfkit.models.reward import reward_scores
 from rlhfkit.models.value import ValueModel
+from rlhfkit.trainers.micro import accumulated_step, micro_batches
 from rlhfkit.trainers.reward import reward_step
 
 PROMPTS = [
@@ -184,3 +187,39 @@ def test_reward_step_in_micro_batches(request, reward_dir):
     assert micro_grads.keys() == whole_grads.keys()
     for name, grad in whole_grads.items():
         torch.testing.assert_close(micro_grads[name], grad, atol=1e-5, rtol=1e-5, msg=name)
+
+
+@pytest.mark.parametrize("aggregation", ["token", "sequence"])
+def test_micro_batched_step_equals_one_minibatch(tiny_policy_dir, tokenizer, aggregation):
+    query_ids, query_mask = encode_prompts(tokenizer, PROMPTS, 64, use_chat_template=False)
+    gen = torch.Generator().manual_seed(1)
+    responses = [torch.randint(2, len(tokenizer), (n,), generator=gen).tolist() for n in (5, 2, 7, 3)]
+    response_ids, response_mask = pad_sequences(responses, tokenizer.pad_token_id, side="right")
+    seqs = (query_ids, query_mask, response_ids, response_mask)
+    mask = response_mask.float()
+    advantages = torch.tensor([1.0, -0.5, 0.25, -0.75])
+    accelerator = Accelerator(cpu=True)
+
+    def step(size):  # one SGD step (lr 1) from the same weights: the parameter change is minus the gradient
+        model = load_policy(tiny_policy_dir, trainable=True)
+        before = {n: p.detach().clone() for n, p in model.named_parameters()}
+
+        def loss_fn(rows):
+            logprobs, _ = response_logprobs(model, *(t[rows] for t in seqs))
+            old = logprobs.detach() - 0.1  # ratios off 1, so that clipping acts on some tokens
+            return grpo_loss(logprobs, old, advantages[rows], mask[rows], None, 0.0, 0.2, aggregation)
+
+        parts = micro_batches(torch.arange(4), mask, aggregation, size)
+        optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+        totals = accumulated_step(accelerator, model, optimizer, parts, loss_fn, 1e9, step=1)
+        return len(parts), totals, {n: p.detach() - before[n] for n, p in model.named_parameters()}
+
+    n_whole, whole, whole_delta = step(None)
+    n_micro, micro, micro_delta = step(1)
+    assert (n_whole, n_micro) == (1, 4)
+    assert micro.keys() == whole.keys()
+    for key in whole:
+        assert micro[key] == pytest.approx(whole[key], abs=1e-5), key
+    for name, delta in whole_delta.items():
+        torch.testing.assert_close(micro_delta[name], delta, atol=1e-5, rtol=1e-5, msg=name)
+    assert any(d.abs().sum() > 0 for d in whole_delta.values())
