@@ -99,7 +99,10 @@ def sample_next_token(
         cumulative = sorted_logits.softmax(-1).cumsum(-1)
         drop = cumulative - sorted_logits.softmax(-1) > top_p  # keep the token that crosses top_p
         logits = logits.masked_fill(drop.scatter(1, order, drop), float("-inf"))
-    return torch.multinomial(logits.softmax(-1), 1, generator=generator).squeeze(-1)
+    # inverse-CDF draw: one uniform number per row (a multinomial draw costs an exponential per token)
+    cdf = logits.softmax(-1).cumsum(-1)  # (B, V)
+    u = torch.rand(cdf.size(0), 1, generator=generator, device=cdf.device) * cdf[:, -1:]
+    return torch.searchsorted(cdf, u, right=True).squeeze(-1).clamp_max(cdf.size(-1) - 1)
 
 
 @torch.no_grad()
@@ -117,7 +120,8 @@ def generate(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Sample up to ``max_new_tokens`` per prompt, one token at a time, reusing the KV cache.
 
-    A row that has produced a stop token leaves the batch: its KV cache rows are dropped
+    Identical prompts (a GRPO group) are prefilled once and their KV cache is shared out. A row that has
+    produced a stop token leaves the batch: its KV cache rows are dropped
     (``Cache.reorder_cache`` with the indices of the rows still running), so later steps compute only
     the running rows. Generation ends once every row has stopped. Tokens after a row's first stop token
     are ``pad_id``.
@@ -129,15 +133,19 @@ def generate(
     stop = torch.tensor(stop_ids, device=device)
     attention_mask = query_mask.long()
     position_ids = (attention_mask.cumsum(-1) - 1).clamp_min(0)
+    rows = torch.cat([query_ids, attention_mask], dim=1)  # (B, 2P): a prompt and its padding
+    distinct, inverse = torch.unique(rows, dim=0, return_inverse=True)  # (U, 2P), (B,)
+    width = query_ids.size(1)
     out = model(
-        input_ids=query_ids,
-        attention_mask=attention_mask,
-        position_ids=position_ids,
+        input_ids=distinct[:, :width],
+        attention_mask=distinct[:, width:],
+        position_ids=(distinct[:, width:].cumsum(-1) - 1).clamp_min(0),
         use_cache=True,
         logits_to_keep=1,
     )
     cache = out.past_key_values
-    logits = out.logits[:, -1]  # (B_run, V) for the running rows
+    cache.reorder_cache(inverse)  # (U, ...) -> (B, ...): every row gets its prompt's cache
+    logits = out.logits[inverse, -1]  # (B_run, V) for the running rows
     next_position = position_ids[:, -1:] + 1  # (B_run, 1)
     running = torch.arange(query_ids.size(0), device=device)  # (B_run,) their rows in the batch
     done = torch.zeros(query_ids.size(0), dtype=torch.bool, device=device)

@@ -79,6 +79,24 @@ def test_greedy_matches_transformers_generate(policy, tokenizer, queries, hf_gre
     assert not has_eos.any()
 
 
+def test_repeated_prompts_share_one_prefill_and_match_transformers(policy, tokenizer, queries, hf_greedy):
+    query_ids, query_mask = queries
+    order = torch.tensor([1, 0, 1, 2, 0])  # a group-sampling batch: prompts repeated, interleaved
+    never = min(set(range(len(tokenizer))) - set(hf_greedy.flatten().tolist()))
+    calls = []
+    hook = policy.register_forward_pre_hook(
+        lambda _, args, kw: calls.append(kw["input_ids"].shape), with_kwargs=True
+    )
+    try:
+        ids, _, _ = generate(
+            policy, query_ids[order], query_mask[order], MAX_NEW, [never], tokenizer.pad_token_id, 0.0
+        )
+    finally:
+        hook.remove()
+    assert calls[0][0] == len(PROMPTS)  # the prefill ran on the 3 distinct prompts, not on 5 rows
+    assert torch.equal(ids, hf_greedy[order])
+
+
 def test_greedy_is_not_the_same_for_every_row(hf_greedy):
     # guards the comparison above against a degenerate model that emits one constant token
     assert not torch.equal(hf_greedy[0], hf_greedy[1])
