@@ -29,7 +29,7 @@ from rlhfkit.eval.winrate import win_rate
 from rlhfkit.models.loading import load_policy, load_reward_model, load_tokenizer
 from rlhfkit.models.logprobs import response_logprobs
 from rlhfkit.models.reward import load_reward_tokenizer, score_texts
-from rlhfkit.rollout.sampling import rollout
+from rlhfkit.rollout.sampling import Sampling, rollout
 from rlhfkit.trainers.common import DataConfig, load_split, setup_torch, write_summary
 
 
@@ -48,6 +48,7 @@ class EvalConfig:
     max_prompt_length: int = option(128, "prompt tokens kept (from the end)")
     max_new_tokens: int = option(48, "response tokens sampled at most")
     temperature: float = option(0.7, "sampling temperature (> 0: KL is estimated on samples)")
+    top_k: int = option(0, "sample among the k most likely tokens (0: all)")
     top_p: float = option(1.0, "nucleus sampling mass")
     batch_size: int = option(16, "prompts per generation batch")
     reward_max_length: int = option(256, "reward model tokens per dialogue (cut from the left)")
@@ -72,17 +73,7 @@ def _sample_and_score(cfg: EvalConfig, path: str, prompts: list, reward, referen
     generator = torch.Generator().manual_seed(cfg.seed)
     texts, lengths, kls, reward_texts = [], [], [], []
     for start in tqdm(range(0, len(prompts), cfg.batch_size), desc=f"eval {_name(path)}", unit="batch"):
-        ro = rollout(
-            policy,
-            tokenizer,
-            prompts[start : start + cfg.batch_size],
-            cfg.max_prompt_length,
-            cfg.max_new_tokens,
-            cfg.temperature,
-            cfg.use_chat_template,
-            top_p=cfg.top_p,
-            generator=generator,
-        )
+        ro = rollout(policy, tokenizer, prompts[start : start + cfg.batch_size], Sampling.of(cfg), generator)
         seqs = (ro.query_ids, ro.query_mask, ro.response_ids, ro.response_mask)
         with torch.no_grad():
             logp, _ = response_logprobs(policy, *seqs, temperature=cfg.temperature)

@@ -59,7 +59,7 @@ def generate_items(
 
     from rlhfkit.data import load_prompts
     from rlhfkit.models.loading import load_policy, load_tokenizer
-    from rlhfkit.rollout.sampling import rollout
+    from rlhfkit.rollout.sampling import Sampling, rollout
 
     report = load_prompts(prompts_path, skip_invalid=skip_invalid)
     if report.skipped:
@@ -73,16 +73,7 @@ def generate_items(
     for start in range(0, len(prompts), batch_size):
         batch = prompts[start : start + batch_size]
         out = rollout(
-            policy,
-            tokenizer,
-            [prompt for prompt in batch for _ in range(k)],
-            settings.max_prompt_length,
-            settings.max_new_tokens,
-            settings.temperature,
-            settings.use_chat_template,
-            settings.top_k,
-            settings.top_p,
-            generator,
+            policy, tokenizer, [p for p in batch for _ in range(k)], Sampling.of(settings), generator
         )
         for b, prompt in enumerate(batch):
             rows = range(b * k, (b + 1) * k)

@@ -18,7 +18,7 @@ from rlhfkit.loop.config import CandidatesConfig
 from rlhfkit.loop.scoring import RewardScorer
 from rlhfkit.loop.selection import CandidatePair, Selection, pair_rewards, preference_probs
 from rlhfkit.models.loading import load_policy, load_tokenizer
-from rlhfkit.rollout.sampling import rollout
+from rlhfkit.rollout.sampling import Sampling, rollout
 
 
 def sample_candidates(policy: str, prompts: list[Prompt], cfg: CandidatesConfig, seed: int) -> list[dict]:
@@ -30,18 +30,7 @@ def sample_candidates(policy: str, prompts: list[Prompt], cfg: CandidatesConfig,
     out = []
     for start in range(0, len(prompts), cfg.batch_size):
         batch = prompts[start : start + cfg.batch_size]
-        ro = rollout(
-            model,
-            tokenizer,
-            [prompt for prompt in batch for _ in range(cfg.k)],  # (B * K,) each prompt K times in a row
-            cfg.max_prompt_length,
-            cfg.max_new_tokens,
-            cfg.temperature,
-            cfg.use_chat_template,
-            cfg.top_k,
-            cfg.top_p,
-            generator,
-        )
+        ro = rollout(model, tokenizer, [p for p in batch for _ in range(cfg.k)], Sampling.of(cfg), generator)
         for b, prompt in enumerate(batch):
             rows = range(b * cfg.k, (b + 1) * cfg.k)
             out.append(

@@ -13,7 +13,8 @@ which responses never ended, so a trainer can penalise them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Any
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -186,20 +187,33 @@ def _decode_with_starts(tokenizer: PreTrainedTokenizerBase, ids: list[int]) -> t
     return stripped, starts
 
 
+@dataclass(frozen=True)
+class Sampling:
+    """How a rollout samples; :meth:`of` reads these fields from any config that has them."""
+
+    max_prompt_length: int
+    max_new_tokens: int
+    temperature: float
+    use_chat_template: bool = True
+    top_k: int = 0
+    top_p: float = 1.0
+
+    @classmethod
+    def of(cls, config: Any) -> Sampling:
+        return cls(**{f.name: getattr(config, f.name) for f in fields(cls)})
+
+
 def rollout(
     policy: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
     prompts: list[Prompt],
-    max_prompt_length: int,
-    max_new_tokens: int,
-    temperature: float,
-    use_chat_template: bool = True,
-    top_k: int = 0,
-    top_p: float = 1.0,
+    sampling: Sampling,
     generator: torch.Generator | None = None,
 ) -> Rollout:
     """Render and tokenise ``prompts``, sample one response each, and decode them."""
-    query_ids, query_mask = encode_prompts(tokenizer, prompts, max_prompt_length, use_chat_template)
+    query_ids, query_mask = encode_prompts(
+        tokenizer, prompts, sampling.max_prompt_length, sampling.use_chat_template
+    )
     device = next(policy.parameters()).device
     query_ids, query_mask = query_ids.to(device), query_mask.to(device)
     was_training = policy.training
@@ -209,12 +223,12 @@ def rollout(
             policy,
             query_ids,
             query_mask,
-            max_new_tokens,
+            sampling.max_new_tokens,
             stop_token_ids(tokenizer, policy),
             tokenizer.pad_token_id,
-            temperature,
-            top_k,
-            top_p,
+            sampling.temperature,
+            sampling.top_k,
+            sampling.top_p,
             generator,
         )
     finally:

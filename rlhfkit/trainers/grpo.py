@@ -50,7 +50,7 @@ from rlhfkit.models.loading import load_policy, load_tokenizer
 from rlhfkit.models.logprobs import response_logprobs
 from rlhfkit.models.lora import needs_reference_copy, prepare_trainable, reference_of
 from rlhfkit.rewards import build_reward
-from rlhfkit.rollout.sampling import rollout
+from rlhfkit.rollout.sampling import Sampling, rollout
 from rlhfkit.trainers.checkpoint import Checkpointer, check_finite
 from rlhfkit.trainers.common import (
     MetricsLog,
@@ -165,18 +165,7 @@ def train_grpo(cfg: GRPOConfig) -> dict:
         # 1. rollout: each prompt G times in a row, so row b * G + i is sample i of prompt b
         clock = [time.perf_counter()]
         repeated = [p for p in shard(next(stream), accelerator) for _ in range(group)]  # this process's
-        ro = rollout(
-            policy,
-            tokenizer,
-            repeated,
-            cfg.max_prompt_length,
-            cfg.max_new_tokens,
-            cfg.temperature,
-            cfg.use_chat_template,
-            cfg.top_k,
-            cfg.top_p,
-            generator,
-        )
+        ro = rollout(policy, tokenizer, repeated, Sampling.of(cfg), generator)
         clock.append(time.perf_counter())
 
         # 2-3. rewards and group-normalised advantages

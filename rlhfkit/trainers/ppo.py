@@ -63,7 +63,7 @@ from rlhfkit.models.lora import (
 from rlhfkit.models.reward import load_reward_tokenizer
 from rlhfkit.models.value import ValueModel
 from rlhfkit.rewards import CombinedReward, FunctionReward, ModelReward
-from rlhfkit.rollout.sampling import rollout
+from rlhfkit.rollout.sampling import Sampling, rollout
 from rlhfkit.trainers.checkpoint import CheckpointConfig, Checkpointer, check_finite
 from rlhfkit.trainers.common import (
     DataConfig,
@@ -229,18 +229,8 @@ def train_ppo(cfg: PPOConfig, reward_fn: RewardFn | None = None) -> dict:
     for step in progress:
         # 1-2. rollout and score
         clock = [time.perf_counter()]
-        ro = rollout(
-            policy,
-            tokenizer,
-            shard(next(stream), accelerator),  # this process's prompts of the global batch
-            cfg.max_prompt_length,
-            cfg.max_new_tokens,
-            cfg.temperature,
-            cfg.use_chat_template,
-            cfg.top_k,
-            cfg.top_p,
-            generator,
-        )
+        prompts = shard(next(stream), accelerator)  # this process's prompts of the global batch
+        ro = rollout(policy, tokenizer, prompts, Sampling.of(cfg), generator)
         clock.append(time.perf_counter())
         scores = reward(ro.prompts, ro.response_texts).total.to(accelerator.device)  # (B,)
         check_finite(step, reward=scores)

@@ -10,7 +10,14 @@ from transformers import GenerationConfig
 
 from rlhfkit.data.collate import encode_prompts
 from rlhfkit.models.loading import load_policy, load_tokenizer
-from rlhfkit.rollout.sampling import Rollout, _decode_with_starts, generate, rollout, sample_next_token
+from rlhfkit.rollout.sampling import (
+    Rollout,
+    Sampling,
+    _decode_with_starts,
+    generate,
+    rollout,
+    sample_next_token,
+)
 
 PROMPTS = [
     "\n\nHuman: Is this a good idea?\n\nAssistant:",
@@ -224,10 +231,7 @@ def test_rollout_texts_and_offsets(policy, tokenizer):
         policy,
         tokenizer,
         PROMPTS,
-        max_prompt_length=64,
-        max_new_tokens=8,
-        temperature=1.0,
-        use_chat_template=False,
+        Sampling(max_prompt_length=64, max_new_tokens=8, temperature=1.0, use_chat_template=False),
         generator=gen,
     )
     assert roll.response_ids.shape == roll.response_mask.shape
@@ -246,10 +250,7 @@ def test_rollout_texts_and_offsets(policy, tokenizer):
         policy,
         tokenizer,
         PROMPTS,
-        max_prompt_length=64,
-        max_new_tokens=8,
-        temperature=1.0,
-        use_chat_template=False,
+        Sampling(max_prompt_length=64, max_new_tokens=8, temperature=1.0, use_chat_template=False),
         generator=torch.Generator().manual_seed(0),
     )
     assert torch.equal(again.response_ids, roll.response_ids)
@@ -262,7 +263,9 @@ def test_rollout_ends_at_the_models_eos(policy_dir, tokenizer, hf_greedy):
     policy = load_policy(policy_dir, trainable=False)
     stop = hf_greedy[0, 2].item()
     policy.generation_config.eos_token_id = [tokenizer.eos_token_id, stop]
-    roll = rollout(policy, tokenizer, PROMPTS, 64, MAX_NEW, temperature=0.0, use_chat_template=False)
+    roll = rollout(
+        policy, tokenizer, PROMPTS, Sampling(64, MAX_NEW, temperature=0.0, use_chat_template=False)
+    )
     firsts = [_first(row, {stop, tokenizer.eos_token_id}) for row in hf_greedy.tolist()]
     assert firsts[0] <= 2
     for b, first in enumerate(firsts):
