@@ -53,7 +53,10 @@ def test_two_processes_equal_one_with_the_global_batch(name, request, toy_prefer
     assert main([name, *common, f"output_dir={one}", f"batch_size={2 * batch}"]) == 0
     _torchrun([name, *common, f"output_dir={two}", f"batch_size={batch}"], tmp_path)
 
-    _assert_same_weights(one, two, atol=1e-5)
+    # the one-process run is padding-free (and micro-batched for the reward model); under DDP each rank
+    # pads its batch (one forward per backward). The two agree to float rounding, which three AdamW steps
+    # at lr 1e-3 (~3e-3 of movement) can grow to ~1e-5 on elements with near-zero gradients.
+    _assert_same_weights(one, two, atol=5e-5)
     for a, b in zip(_rows(one), _rows(two), strict=True):
         assert a["loss"] == pytest.approx(b["loss"], abs=1e-5)
     summary = json.loads((two / "summary.json").read_text())
