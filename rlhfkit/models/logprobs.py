@@ -92,7 +92,7 @@ def next_token_logprobs(
     weight = target[:, cols].to(torch.float32)  # (B, C)
 
     def spread(values: torch.Tensor) -> torch.Tensor:  # (B, C) -> (B, T), zero off target
-        return (values * weight).new_zeros(target.shape).index_copy(1, cols, values * weight)
+        return values.new_zeros(target.shape).index_copy(1, cols, values * weight)
 
     logprobs = spread(token_logprobs(logits, input_ids[:, cols], temperature))
     entropy = spread(token_entropy(logits, temperature)) if with_entropy else None

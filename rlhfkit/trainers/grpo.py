@@ -68,7 +68,7 @@ from rlhfkit.trainers.common import (
     shard,
 )
 from rlhfkit.trainers.group_config import GroupRLConfig
-from rlhfkit.trainers.micro import accumulated_step, micro_batches
+from rlhfkit.trainers.micro import epoch_updates
 
 
 @dataclass
@@ -204,13 +204,7 @@ def train_grpo(cfg: GRPOConfig) -> dict:
         stats: dict[str, list[float]] = {}
         for _ in range(cfg.inner_epochs):
             order = torch.arange(n) if on_policy else torch.randperm(n, generator=generator)
-            for idx in order.split(cfg.mini_batch_size):
-                parts = micro_batches(idx, mask, cfg.loss_aggregation, cfg.micro_batch_size)
-                totals = accumulated_step(
-                    accelerator, policy_ddp, optimizer, parts, loss_fn, cfg.max_grad_norm, step
-                )
-                for key, val in totals.items():
-                    stats.setdefault(key, []).append(val)
+            epoch_updates(accelerator, policy_ddp, optimizer, order, mask, cfg, loss_fn, step, stats)
         clock.append(time.perf_counter())
 
         phases = ("rollout", "score_ref", "update")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import nullcontext
+from typing import Any
 
 import torch
 from accelerate import Accelerator
@@ -73,3 +74,24 @@ def accumulated_step(
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     return totals
+
+
+def epoch_updates(
+    accelerator: Accelerator,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    order: torch.Tensor,
+    mask: torch.Tensor,
+    cfg: Any,
+    loss_fn: LossFn,
+    step: int,
+    stats: dict[str, list[float]],
+) -> None:
+    """One pass over the rows in ``order``: a gradient step per ``cfg.mini_batch_size`` rows, each in
+    micro-batches of ``cfg.micro_batch_size`` (aggregation ``cfg.loss_aggregation``, clipping at
+    ``cfg.max_grad_norm``); every step's loss and metrics are appended to ``stats``."""
+    for idx in order.split(cfg.mini_batch_size):
+        parts = micro_batches(idx, mask, cfg.loss_aggregation, cfg.micro_batch_size)
+        totals = accumulated_step(accelerator, model, optimizer, parts, loss_fn, cfg.max_grad_norm, step)
+        for key, value in totals.items():
+            stats.setdefault(key, []).append(value)

@@ -67,7 +67,7 @@ from rlhfkit.trainers.common import (
     shard,
 )
 from rlhfkit.trainers.group_config import GroupRLConfig
-from rlhfkit.trainers.micro import accumulated_step, micro_batches
+from rlhfkit.trainers.micro import epoch_updates
 
 
 @dataclass
@@ -188,13 +188,8 @@ def train_rloo(cfg: RLOOConfig) -> dict:
         loss_fn = functools.partial(_minibatch_loss, cfg, policy_ddp, seqs, mask, advantages, old_logprobs)
         stats: dict[str, list[float]] = {}
         for _ in range(cfg.inner_epochs):
-            for idx in torch.randperm(n, generator=generator).split(cfg.mini_batch_size):
-                parts = micro_batches(idx, mask, cfg.loss_aggregation, cfg.micro_batch_size)
-                totals = accumulated_step(
-                    accelerator, policy_ddp, optimizer, parts, loss_fn, cfg.max_grad_norm, step
-                )
-                for key, val in totals.items():
-                    stats.setdefault(key, []).append(val)
+            order = torch.randperm(n, generator=generator)
+            epoch_updates(accelerator, policy_ddp, optimizer, order, mask, cfg, loss_fn, step, stats)
         clock.append(time.perf_counter())
 
         phases = ("rollout", "score_ref", "update")
