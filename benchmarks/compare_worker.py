@@ -19,9 +19,13 @@ class TokenCounter:
     Counted where every forward pass of the model goes through, whatever calls it (the model, its
     backbone directly, padded or packed rows): a pre-hook on the input embedding adds, when gradients are
     enabled, the ``attention_mask.sum()`` the model or its backbone was called with, or every token of a
-    call without a mask (a padding-free, packed row). Training passes count; sampling, reference and
-    scoring passes (under ``no_grad``) do not. Gradient checkpointing recomputes layers, not the
-    embedding, so nothing is counted twice.
+    call without a mask (a padding-free, packed row). A packed row with a 4D mask (sequences sharing a
+    prefix, computed once) counts the tokens of every sequence in it, the shared ones once per sequence,
+    as a padded batch would: a sequence ends at a column no later column attends to, and its tokens are
+    the columns that end attends to (a sequence that is all shared prefix, a duplicate, is not seen, so
+    the count can only fall short). Training passes count; sampling, reference and scoring passes
+    (under ``no_grad``) do not. Gradient checkpointing recomputes layers, not the embedding, so nothing
+    is counted twice.
     """
 
     def __init__(self) -> None:
@@ -48,7 +52,12 @@ class TokenCounter:
             return
         ids = args[0]
         mask = self._masks[-1] if self._masks else None
-        self.total += int(mask.sum()) if mask is not None and mask.shape == ids.shape else ids.numel()
+        if mask is not None and mask.dim() == 4:  # (1, 1, W, W) additive: 0 where a query may attend
+            allowed = mask[0, 0] == 0  # (W, W) query, key
+            ends = allowed.sum(0) == 1  # columns attended to by themselves only
+            self.total += int(allowed[ends].sum())
+        else:
+            self.total += int(mask.sum()) if mask is not None and mask.shape == ids.shape else ids.numel()
 
 
 def read_jsonl(path: str | Path) -> list[dict]:

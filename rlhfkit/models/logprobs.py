@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from transformers import PreTrainedModel
 
-from rlhfkit.models.packing import PACK_TOKENS, can_pack, packed_rows, unpack
+from rlhfkit.models.packing import PACK_TOKENS, can_pack, model_dtype, pack, unpack
 
 
 def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
@@ -55,7 +55,8 @@ def next_token_logprobs(
 
     The LM head runs only on the positions that predict a target (``logits_to_keep``), so neither the
     (B, T, V) logits of the batch nor those of prompt tokens are ever built. With ``pack_tokens`` set (and
-    a model not wrapped in DDP) the forward is padding-free (:mod:`rlhfkit.models.packing`); with
+    a model not wrapped in DDP) the forward is padding-free and a prefix shared by several rows (a GRPO
+    group's prompt, a preference pair's dialogue) is computed once (:mod:`rlhfkit.models.packing`); with
     ``pack_tokens=None`` it is one padded forward. Both give the same values to float rounding.
 
     Args:
@@ -100,30 +101,33 @@ def next_token_logprobs(
 
 
 def _packed_logprobs(model, input_ids, attention_mask, target, temperature, with_entropy, pack_tokens):
-    flat_target = target[attention_mask.bool()]  # (N,)
-    logprobs, entropies = [], []
-    for row in packed_rows(input_ids, attention_mask, pack_tokens):
-        scored = flat_target[row.span]  # (W,)
-        if not scored.any():
+    real = attention_mask.bool()
+    packing = pack(input_ids, attention_mask, pack_tokens)
+    device, dtype = input_ids.device, model_dtype(model)
+    flat_ids = input_ids[real]  # (N,)
+    index = target[real].nonzero().squeeze(1)  # (K,) targets among the N real tokens
+    # the token before a target predicts it (same batch row: a target is never a row's first token)
+    predictors = packing.columns[index - 1]  # (K,) columns of the packed rows
+    offsets = packing.offsets.to(device)
+    row_of = torch.searchsorted(offsets, predictors, right=True) - 1  # (K,)
+    logprobs = torch.zeros(len(index), device=device)
+    entropies = torch.zeros(len(index), device=device) if with_entropy else None
+    for r, row in enumerate(packing.rows):
+        mine = (row_of == r).nonzero().squeeze(1)  # (K_r,) this row's targets
+        if not len(mine):
             continue
         out = model(
-            input_ids=row.input_ids,
-            position_ids=row.position_ids,
-            logits_to_keep=scored.nonzero().squeeze(1) - 1,
-            use_cache=False,
+            **row.inputs(device, dtype), logits_to_keep=predictors[mine] - offsets[r], use_cache=False
         )
-        logits = out.logits[0]  # (K, V): one per target of the row
-        logprobs.append(token_logprobs(logits, row.input_ids[0, scored], temperature))
-        if with_entropy:
-            entropies.append(token_entropy(logits, temperature))
-    index = flat_target.nonzero().squeeze(1)  # (K_total,) targets among the N real tokens
-    n_real = flat_target.numel()
+        logits = out.logits[0]  # (K_r, V): one per target
+        logprobs = logprobs.index_copy(0, mine, token_logprobs(logits, flat_ids[index[mine]], temperature))
+        if entropies is not None:
+            entropies = entropies.index_copy(0, mine, token_entropy(logits, temperature))
 
-    def spread(values: list[torch.Tensor]) -> torch.Tensor:  # concatenated (K_total,) -> (B, T)
-        flat = torch.cat(values)
-        return unpack(flat.new_zeros(n_real).index_copy(0, index, flat), attention_mask)
+    def spread(values: torch.Tensor) -> torch.Tensor:  # (K,) -> (B, T), zero off target
+        return unpack(values.new_zeros(len(flat_ids)).index_copy(0, index, values), attention_mask)
 
-    return spread(logprobs), spread(entropies) if with_entropy else None
+    return spread(logprobs), spread(entropies) if entropies is not None else None
 
 
 def response_logprobs(

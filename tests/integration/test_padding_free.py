@@ -1,6 +1,8 @@
 """The optimised paths equal the plain ones: padding-free (packed) forwards against one padded forward.
 
-For each path, values and the gradients they produce must agree to 1e-5 on tiny models:
+Each path runs packed twice: in rows too short to hold a group (no prefix shared) and in rows long enough
+that sequences with a common prefix (a repeated prompt, a preference pair) share its computation. For each,
+values and the gradients they produce must agree to 1e-5 on tiny models:
 - token logprobs with entropy (PPO/GRPO/RLOO, left-padded queries + right-padded responses),
 - summed sequence logprobs and the DPO loss (right-padded prompt + response rows),
 - the SFT loss,
@@ -19,7 +21,7 @@ from rlhfkit.losses import grpo_loss, sft_loss
 from rlhfkit.losses.dpo import DPOParams, PairLogps, sigmoid_loss
 from rlhfkit.models.loading import load_policy, load_reward_model, load_tokenizer
 from rlhfkit.models.logprobs import next_token_logprobs, response_logprobs, sequence_logprobs
-from rlhfkit.models.packing import length_groups, packed_rows
+from rlhfkit.models.packing import length_groups, pack
 from rlhfkit.models.reward import reward_scores
 from rlhfkit.models.value import ValueModel
 from rlhfkit.trainers.micro import accumulated_step, micro_batches
@@ -32,7 +34,9 @@ PROMPTS = [
     "\n\nHuman: What is two plus two?\n\nAssistant:",
 ]
 RESPONSES = [" Yes, it is.", " Hello there, friend!", " Sure: Dear friend, I miss you.", " Four."]
-PACK = 24  # tokens per packed row: the batches below need several rows
+PACK = 24  # tokens per packed row: the batches below need several rows, and no group fits in one
+SHARE = 96  # tokens per packed row: sequences with a common prefix of >= 16 tokens form groups
+PACKS = [PACK, SHARE]
 
 
 def _grads(model) -> dict[str, torch.Tensor]:
@@ -73,30 +77,76 @@ def pair_batch(tokenizer):
     return collate_pairs(encoded, tokenizer.pad_token_id)
 
 
+def _laid_out(packing):
+    """Token ids and position ids of the packed rows, end to end."""
+    ids = torch.cat([row.input_ids[0] for row in packing.rows])
+    positions = torch.cat([row.position_ids[0] for row in packing.rows])
+    return ids, positions
+
+
+def _shares(input_ids, attention_mask) -> bool:
+    """Whether packing at SHARE computes some tokens once for several sequences."""
+    return int(pack(input_ids, attention_mask, SHARE).offsets[-1]) < int(attention_mask.sum())
+
+
 def test_packing_spans_several_rows_without_padding(pair_batch):
-    rows = list(packed_rows(pair_batch["input_ids"], pair_batch["attention_mask"], PACK))
-    assert len(rows) > 2
-    packed = torch.cat([row.input_ids[0] for row in rows])
-    torch.testing.assert_close(packed, pair_batch["input_ids"][pair_batch["attention_mask"].bool()])
-    assert all(int(row.position_ids[0, 0]) == 0 for row in rows)  # every row starts a sequence
+    ids, mask = pair_batch["input_ids"], pair_batch["attention_mask"]
+    packing = pack(ids, mask, PACK)
+    assert len(packing.rows) > 2 and all(row.allowed is None for row in packing.rows)
+    laid, positions = _laid_out(packing)
+    assert len(laid) == int(mask.sum())  # nothing shared, no padding
+    assert torch.equal(laid[packing.columns], ids[mask.bool()])
+    assert torch.equal(positions[packing.columns], (mask.cumsum(1) - 1)[mask.bool()])
+    assert all(int(row.position_ids[0, 0]) == 0 for row in packing.rows)  # every row starts a sequence
 
 
-def test_response_logprobs_and_entropy(policy, tokenizer):
-    query_ids, query_mask = encode_prompts(tokenizer, PROMPTS, 64, use_chat_template=False)
+def test_shared_prefix_layout():
+    prompt = list(range(100, 118))  # 18 tokens: long enough to share
+    seqs = [prompt + [50, 51], [7] * 5, prompt + [60]]
+    ids, mask = pad_sequences(seqs, 0, side="right")
+    packing = pack(ids, mask, 64)
+    (row,) = packing.rows  # sorted: [7] * 5, then the group (prompt, [50, 51], [60])
+    assert row.input_ids[0].tolist() == [7] * 5 + prompt + [50, 51, 60]
+    assert row.position_ids[0].tolist() == [*range(5), *range(18), 18, 19, 18]
+    assert packing.columns.tolist() == [*range(5, 23), 23, 24, *range(5), *range(5, 23), 25]
+    allowed = row.allowed
+    assert allowed[4, :5].all() and not allowed[4, 5:].any()  # the first sequence: causal, alone
+    assert allowed[24, 5:25].all() and not allowed[24, :5].any()  # [50, 51]: the prompt and itself
+    assert allowed[25, 5:23].all() and allowed[25, 25] and not allowed[25, 23:25].any()  # [60]
+    assert not allowed[22, 23:].any()  # the prompt sees no suffix
+    # without sharing, or in rows too short for the group, every token has its own column
+    for plain in (pack(ids, mask, 64, share_prefixes=False), pack(ids, mask, 20)):
+        assert int(plain.offsets[-1]) == int(mask.sum())
+        assert all(r.allowed is None for r in plain.rows)
+
+
+def test_short_common_prefix_is_not_shared():
+    ids, mask = pad_sequences([list(range(10)) + [1], list(range(10)) + [2]], 0, side="right")
+    packing = pack(ids, mask, 64)
+    assert int(packing.offsets[-1]) == 22 and packing.rows[0].allowed is None
+
+
+@pytest.mark.parametrize("pack_tokens", PACKS)
+def test_response_logprobs_and_entropy(policy, tokenizer, pack_tokens):
+    grouped = [p for p in PROMPTS for _ in range(2)]  # two samples per prompt, as GRPO lays them out
+    query_ids, query_mask = encode_prompts(tokenizer, grouped, 64, use_chat_template=False)
     gen = torch.Generator().manual_seed(0)
-    responses = [torch.randint(2, len(tokenizer), (n,), generator=gen).tolist() for n in (5, 2, 7, 3)]
+    lengths = (5, 2, 7, 3, 1, 4, 6, 3)
+    responses = [torch.randint(2, len(tokenizer), (n,), generator=gen).tolist() for n in lengths]
     response_ids, response_mask = pad_sequences(responses, tokenizer.pad_token_id, side="right")
     seqs = (query_ids, query_mask, response_ids, response_mask)
+    assert _shares(torch.cat([query_ids, response_ids], 1), torch.cat([query_mask, response_mask], 1))
 
     def run(pack):
         logprobs, entropy = response_logprobs(policy, *seqs, 0.7, with_entropy=True, pack_tokens=pack)
         return torch.stack([logprobs, entropy])
 
-    _assert_same(lambda: run(None), lambda: run(PACK), policy)
-    assert (run(PACK)[0] * (1 - response_mask)).abs().sum() == 0  # zero off the responses
+    _assert_same(lambda: run(None), lambda: run(pack_tokens), policy)
+    assert (run(pack_tokens)[0] * (1 - response_mask)).abs().sum() == 0  # zero off the responses
 
 
-def test_sequence_logprobs_and_dpo_loss(policy, pair_batch):
+@pytest.mark.parametrize("pack_tokens", PACKS)
+def test_sequence_logprobs_and_dpo_loss(policy, pair_batch, pack_tokens):
     n = pair_batch["input_ids"].size(0) // 2
     reference = torch.linspace(-30.0, -10.0, 2 * n)  # any fixed reference logprobs
 
@@ -105,10 +155,12 @@ def test_sequence_logprobs_and_dpo_loss(policy, pair_batch):
         loss, _ = sigmoid_loss(PairLogps(logps[:n], logps[n:], reference[:n], reference[n:]), DPOParams())
         return torch.cat([logps, loss[None]])
 
-    _assert_same(lambda: run(None), lambda: run(PACK), policy)
+    assert _shares(pair_batch["input_ids"], pair_batch["attention_mask"])  # chosen and rejected
+    _assert_same(lambda: run(None), lambda: run(pack_tokens), policy)
 
 
-def test_sft_loss(policy, pair_batch):
+@pytest.mark.parametrize("pack_tokens", PACKS)
+def test_sft_loss(policy, pair_batch, pack_tokens):
     target = pair_batch["loss_mask"].clone()
     target[:, 0] = 0
 
@@ -118,16 +170,17 @@ def test_sft_loss(policy, pair_batch):
         )
         return sft_loss(logprobs, pair_batch["loss_mask"])[0]
 
-    _assert_same(lambda: run(None), lambda: run(PACK), policy)
+    _assert_same(lambda: run(None), lambda: run(pack_tokens), policy)
 
 
-def test_decoder_reward_model(tiny_reward_dir):
+@pytest.mark.parametrize("pack_tokens", PACKS)
+def test_decoder_reward_model(tiny_reward_dir, pack_tokens):
     model = load_reward_model(tiny_reward_dir, trainable=True)
     tokenizer = load_tokenizer(tiny_reward_dir)
-    texts = [p + r for p, r in zip(PROMPTS, RESPONSES, strict=True)]
+    texts = [p + r for p in PROMPTS for r in RESPONSES]  # each prompt with every response
     _assert_same(
         lambda: reward_scores(model, tokenizer, texts, 64, pack_tokens=None),
-        lambda: reward_scores(model, tokenizer, texts, 64, pack_tokens=PACK),
+        lambda: reward_scores(model, tokenizer, texts, 64, pack_tokens=pack_tokens),
         model,
     )
 
@@ -142,9 +195,10 @@ def test_a_target_on_the_first_token_is_an_error(policy, pair_batch):
 def test_decoder_value_model(tiny_reward_dir, tokenizer):
     model = load_reward_model(tiny_reward_dir, trainable=True, causal=True)
     value = ValueModel(model, load_tokenizer(tiny_reward_dir), max_length=64)
-    texts = [p + r for p, r in zip(PROMPTS, RESPONSES, strict=True)]
-    starts = [[len(p), len(p) + 3, len(p + r)] for p, r in zip(PROMPTS, RESPONSES, strict=True)]
+    texts = [p + r for p in PROMPTS for r in RESPONSES]  # each prompt with every response
+    starts = [[len(p), len(p) + 3, len(p + r)] for p in PROMPTS for r in RESPONSES]
     enc = value.encode(texts, starts)
+    assert _shares(enc["input_ids"], enc["attention_mask"])
 
     def padded():  # the plain path: one padded forward, the head at every position
         hidden = model.base_model(
