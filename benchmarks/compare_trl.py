@@ -11,12 +11,15 @@ checkpointing on. Each run is its own process; the sides alternate (rlhfkit, TRL
 Usage::
 
     make bench                                        # installs the bench extra and .venv-trl112, runs all
-    .venv/bin/python benchmarks/compare_trl.py [--cases sft,dpo] [--steps 5] [--repeats 1]
-        [--out results.json] [--markdown] [--tiny] [--rlhfkit-gradient-checkpointing]
+    .venv/bin/python benchmarks/compare_trl.py [--cases sft,dpo] [--steps 5] [--offline-steps 8]
+        [--repeats 1] [--out results.json] [--markdown] [--tiny] [--rlhfkit-gradient-checkpointing]
 
 ``--tiny`` runs every case end to end on tiny random models (a smoke test of the harness: a few minutes
 for all cases); its numbers mean nothing.
-Cases: sft, reward-minilm, reward-smollm2, dpo, dpo-precomputed, grpo, rloo, ppo.
+Cases: sft, reward-minilm, reward-smollm2, dpo, dpo-precomputed, grpo, rloo, ppo, ppo-shared-head. The
+last is not like for like: rlhfkit's PPO with ``shared_value_head`` (a value head on the policy's last hidden
+state, one trunk for policy and value) against the same TRL 1.12 run as ``ppo`` (a separate value model,
+which is all TRL 1.12 offers); ``ppo`` is the like-for-like row.
 
 What is measured, the same way on both sides:
 - **s/step**: one optimizer step (one rollout and its updates for GRPO/RLOO/PPO), from the end of one step
@@ -26,7 +29,8 @@ What is measured, the same way on both sides:
   repeats.
 - **real tokens/s**: non-pad tokens per step / s per step (sums over the timed steps). Tokens are counted
   where the trained model reads them (``compare_worker.TokenCounter``: its input embedding, in every
-  forward pass with gradients; the ``attention_mask`` sum of padded calls, every token of packed calls).
+  forward pass with gradients; the ``attention_mask`` sum of padded calls, every token of packed calls, and
+  for packed rows in which sequences share a prefix computed once, that prefix once per sequence).
   That is the batch for SFT, reward (chosen + rejected) and DPO (chosen + rejected; reference passes run
   without gradients); for GRPO/RLOO/PPO it is prompt + sampled tokens up to EOS of every sequence of the
   rollout, counted once (PPO's count is divided by its epochs). TRL's PPO masks every token equal to the
@@ -38,20 +42,24 @@ What is measured, the same way on both sides:
 - **GFLOP/s** (SFT, reward, DPO): 6 N per real token of a forward + backward, plus 2 N for the reference
   forward of DPO with a separate reference (N = all parameters), against the fp32 matmul rate measured in
   this run (``benchmarks/limit.py``'s ``matmul_gflops``, before and after the cases; the higher is used).
+  Where rlhfkit computes a shared prefix once (the prompt of a DPO or SmolLM2 reward pair) the tokens are
+  still counted per sequence, so its figure is the rate of the work a padded batch would do.
 - **sanity**: the loss at the first and last step (SFT NLL, reward Bradley-Terry, DPO), the mean reward
   (GRPO, RLOO) or mean reward-model score (PPO) of the first and last rollout, on both sides.
 
 Where the sides cannot match (each is TRL's default unless said): TRL checkpoints activations and rlhfkit
 does not (``--rlhfkit-gradient-checkpointing`` to change that; TRL 1.12's PPO loop never turns it on);
-TRL's AdamW is ``adamw_torch_fused``, rlhfkit's is ``torch.optim.AdamW`` as constructed by default; TRL's
-schedule is set to constant, as rlhfkit has no other; TRL reads the rows sequentially instead of shuffling
-(they are written in rlhfkit's order). GRPO/RLOO/PPO are rewarded by SmolLM2 with a fresh, seeded one-label
-head (the same weights on both sides; TRL's PPO needs the policy's tokenizer); rlhfkit's reward and value
-models read the HH-style dialogue text, TRL's the policy's chat-template text, so rewards differ a little;
-samples differ (different generators). GRPO: TRL's ``use_bias_correction_kl`` is off (rlhfkit's plain k3
-term). PPO: TRL stops at EOS (``stop_token="eos"``, as rlhfkit always does); one optimizer for policy and
-value with loss pg + 0.1 vf and no gradient clipping, where rlhfkit steps two AdamW at the same rate and
-clips at 1.0; neither side penalises a missing EOS (rlhfkit's ``missing_eos_penalty=0``).
+both use the fused ``torch.optim.AdamW``; TRL's schedule is set to constant, as rlhfkit has no other; TRL
+reads the rows sequentially instead of shuffling (they are written in rlhfkit's order). GRPO/RLOO/PPO are
+rewarded by SmolLM2 with a fresh, seeded one-label head (the same weights on both sides; TRL's PPO needs
+the policy's tokenizer); rlhfkit's reward and value models read the HH-style dialogue text, TRL's the
+policy's chat-template text, so rewards differ a little; samples differ (different generators). GRPO:
+TRL's ``use_bias_correction_kl`` is off (rlhfkit's plain k3 term). PPO: TRL stops at EOS
+(``stop_token="eos"``, as rlhfkit always does); rlhfkit's reward and value models read at most prompt
+limit + response limit tokens (``reward_max_length``), as TRL's read the policy's tokens; TRL has one
+optimizer for policy and value with loss pg + 0.1 vf and no gradient clipping, where rlhfkit steps two
+AdamW at the same rate and clips at 1.0 (``ppo-shared-head``: one AdamW, loss pg + 0.1 vf, clipped);
+neither side penalises a missing EOS (rlhfkit's ``missing_eos_penalty=0``).
 
 Targets checked in the table (issue 8): speed-up (TRL s/step / rlhfkit s/step) >= 1.5 (GRPO, RLOO, PPO:
 >= 2), rlhfkit's peak RSS <= TRL's, and for SFT, reward and DPO >= 50% of the matmul limit.
@@ -102,6 +110,7 @@ class Case:
     group_size: int = 1
     temperature: float = 1.0
     epochs: int = 1  # PPO epochs over each rollout
+    shared_value_head: bool = False  # rlhfkit's PPO: a value head on the policy (TRL: a value model)
 
 
 # fmt: off
@@ -120,6 +129,9 @@ CASES = {
                  speedup_target=2.0, beta=0.05, group_size=4),
     "ppo": Case("PPO (TRL 1.12)", "ppo", "8 prompts x 64 tokens, 4 epochs, beta 0.05, T 0.7", "policy", 8,
                 3e-6, speedup_target=2.0, beta=0.05, temperature=0.7, epochs=4),
+    "ppo-shared-head": Case("PPO, rlhfkit value head on the policy", "ppo",
+                            "as PPO; TRL keeps its separate value model", "policy", 8, 3e-6,
+                            speedup_target=2.0, beta=0.05, temperature=0.7, epochs=4, shared_value_head=True),
 }
 # fmt: on
 # the sanity metric each side logs: (rlhfkit metrics.jsonl key, TRL log key)
@@ -141,7 +153,7 @@ def case_spec(name: str, args, folders: dict[str, str], workdir: Path) -> dict:
     return {
         **asdict(case),
         "name": name,
-        "steps": args.steps + 1,  # + the warm-up step
+        "steps": (args.offline_steps or args.steps if offline else args.steps) + 1,  # + the warm-up step
         "seed": 0,
         "threads": args.threads,
         "model": folders[case.backbone],
@@ -318,7 +330,13 @@ def compare(args) -> int:
     if args.markdown:
         print_markdown(rows, max(limits))
     if args.out:
-        report = {"matmul_gflops": limits, "steps": args.steps, "repeats": args.repeats, "tiny": args.tiny}
+        report = {
+            "matmul_gflops": limits,
+            "steps": args.steps,
+            "offline_steps": args.offline_steps or args.steps,
+            "repeats": args.repeats,
+            "tiny": args.tiny,
+        }
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps({**report, "cases": rows}, indent=2) + "\n")
     return int(any("speedup" not in row for row in rows))
@@ -347,6 +365,9 @@ def main() -> int:
         "--cases", default=",".join(CASES), help=f"comma-separated subset of {', '.join(CASES)}"
     )
     parser.add_argument("--steps", type=int, default=5, help="timed steps per run, after one warm-up step")
+    parser.add_argument(
+        "--offline-steps", type=int, help="timed steps of the SFT, reward and DPO cases (default: --steps)"
+    )
     parser.add_argument("--repeats", type=int, default=1, help="runs per side and case, alternating sides")
     parser.add_argument("--out", help="also write every number as JSON here")
     parser.add_argument("--markdown", action="store_true", help="also print the table for RESULTS.md")
@@ -369,8 +390,8 @@ def main() -> int:
     args = parser.parse_args()
     if args.worker:
         return worker(args)
-    if args.steps < 1 or args.repeats < 1:
-        parser.error("--steps and --repeats must be >= 1")
+    if args.steps < 1 or args.repeats < 1 or (args.offline_steps is not None and args.offline_steps < 1):
+        parser.error("--steps, --offline-steps and --repeats must be >= 1")
     unknown = set(args.cases.split(",")) - set(CASES)
     if unknown:
         parser.error(f"unknown cases {sorted(unknown)}; choose from {', '.join(CASES)}")

@@ -59,7 +59,7 @@ def sft_case(pairs, steps: int) -> dict:
     target[:, 0] = 0  # as the SFT trainer scores them: padding-free, LM head on response tokens only
 
     def step():
-        logprobs, _ = next_token_logprobs(model, batch["input_ids"], batch["attention_mask"], target)
+        logprobs = next_token_logprobs(model, batch["input_ids"], batch["attention_mask"], target).logprobs
         loss, _ = sft_loss(logprobs, batch["loss_mask"])
         loss.backward()
         optimizer.step()

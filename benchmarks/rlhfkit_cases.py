@@ -106,6 +106,9 @@ def _config(spec: dict):
         return train_rloo, RLOOConfig(**_group(spec))
     return train_ppo, PPOConfig(
         reward_model=spec["reward_model"],
+        # TRL's reward and value models read the policy's tokens: the prompt cut to its limit + the response
+        reward_max_length=spec["max_prompt_length"] + spec["max_new_tokens"],
+        shared_value_head=spec.get("shared_value_head", False),
         mini_batch_size=spec["batch_size"],
         ppo_epochs=spec["epochs"],
         value_lr=spec["lr"],  # TRL trains policy and value with one optimizer at one rate

@@ -76,8 +76,8 @@ def _sample_and_score(cfg: EvalConfig, path: str, prompts: list, reward, referen
         ro = rollout(policy, tokenizer, prompts[start : start + cfg.batch_size], Sampling.of(cfg), generator)
         seqs = (ro.query_ids, ro.query_mask, ro.response_ids, ro.response_mask)
         with torch.no_grad():
-            logp, _ = response_logprobs(policy, *seqs, temperature=cfg.temperature)
-            ref_logp, _ = response_logprobs(reference, *seqs, temperature=cfg.temperature)
+            logp = response_logprobs(policy, *seqs, temperature=cfg.temperature).logprobs
+            ref_logp = response_logprobs(reference, *seqs, temperature=cfg.temperature).logprobs
         kls.append(((logp - ref_logp) * ro.response_mask).sum(1))
         texts += ro.response_texts
         reward_texts += ro.reward_texts()

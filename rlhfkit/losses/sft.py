@@ -22,7 +22,7 @@ def sft_loss(logprobs: torch.Tensor, loss_mask: torch.Tensor) -> tuple[torch.Ten
 
     Args:
         logprobs: ``(B, T)`` fp32 log-probabilities of the input tokens (as
-            :func:`rlhfkit.models.logprobs.next_token_logprobs` returns them).
+            :func:`rlhfkit.models.logprobs.next_token_logprobs` gives them).
         loss_mask: ``(B, T)``; 1 for tokens to learn (the response).
 
     Returns:

@@ -14,6 +14,8 @@ and reference logprobs describe the same distribution.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from transformers import PreTrainedModel
 
@@ -42,6 +44,21 @@ def token_entropy(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tenso
     return (logz.squeeze(-1) - (probs * scaled).sum(-1)).detach()
 
 
+@dataclass
+class TokenOutputs:
+    """What one forward pass gives at each scored token: (B, T) fp32 each (B, R for responses), zero where
+    nothing is scored; ``entropy`` and ``values`` are None unless asked for."""
+
+    logprobs: torch.Tensor
+    entropy: torch.Tensor | None = None
+    values: torch.Tensor | None = None
+
+    def sliced(self, start: int) -> TokenOutputs:
+        """The outputs from column ``start`` on."""
+        parts = (self.logprobs, self.entropy, self.values)
+        return TokenOutputs(*(t[:, start:] if t is not None else None for t in parts))
+
+
 def next_token_logprobs(
     model: PreTrainedModel,
     input_ids: torch.Tensor,
@@ -49,9 +66,12 @@ def next_token_logprobs(
     target_mask: torch.Tensor,
     temperature: float = 1.0,
     with_entropy: bool = False,
+    value_head: torch.nn.Module | None = None,
     pack_tokens: int | None = PACK_TOKENS,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """log p(x_t | x_<t) at every position t marked by ``target_mask``, and optionally the entropy there.
+) -> TokenOutputs:
+    """log p(x_t | x_<t) at every position t marked by ``target_mask``; optionally the entropy there and
+    the value V(x_<t) of the state before t, ``value_head`` applied to the last hidden state that predicts
+    x_t (a value head sharing the model's trunk).
 
     The LM head runs only on the positions that predict a target (``logits_to_keep``), so neither the
     (B, T, V) logits of the batch nor those of prompt tokens are ever built. With ``pack_tokens`` set (and
@@ -63,9 +83,10 @@ def next_token_logprobs(
         input_ids, attention_mask: (B, T), each row's real tokens contiguous (left or right padding).
         target_mask: (B, T) 0/1; the tokens to score. The first real token of a row has no prediction.
         temperature: logits are divided by it (the rollout's sampling temperature).
+        value_head: maps (..., H) hidden states to (...) values.
         pack_tokens: tokens per packed row, or None for the padded forward.
     Returns:
-        ``(logprobs, entropy)``: (B, T) fp32, zero where ``target_mask`` is 0 (entropy None unless asked).
+        :class:`TokenOutputs` of shape (B, T).
     Raises:
         ValueError: a target is the first real token of its row, or lies on padding.
     """
@@ -74,33 +95,47 @@ def next_token_logprobs(
     positions = attention_mask.long().cumsum(1) - 1  # (B, T) position of each real token
     if (target & ~real).any() or (target & (positions == 0)).any():
         raise ValueError("next_token_logprobs: a target is padding or the first token of its row")
+    heads = (temperature, with_entropy, value_head)
     if not target.any():
         zeros = torch.zeros(target.shape, device=target.device)
-        return zeros, zeros.clone() if with_entropy else None
+        return TokenOutputs(zeros, *(zeros.clone() if on else None for on in (with_entropy, value_head)))
     if pack_tokens is not None and can_pack(model):
-        return _packed_logprobs(
-            model, input_ids, attention_mask, target, temperature, with_entropy, pack_tokens
-        )
+        return _packed_outputs(model, input_ids, attention_mask, target, heads, pack_tokens)
     cols = target.any(0).nonzero().squeeze(1)  # (C,) columns holding a target
     out = model(
         input_ids=input_ids,
         attention_mask=attention_mask,
         position_ids=positions.clamp_min(0),
         logits_to_keep=cols - 1,  # the column before a target predicts it
+        output_hidden_states=value_head is not None,
         use_cache=False,
     )
-    logits = out.logits  # (B, C, V)
+    outputs = _at_targets(out, cols - 1, input_ids[:, cols], *heads)  # each (B, C)
     weight = target[:, cols].to(torch.float32)  # (B, C)
+    return TokenOutputs(
+        *(
+            v.new_zeros(target.shape).index_copy(1, cols, v * weight) if v is not None else None
+            for v in outputs
+        )
+    )
 
-    def spread(values: torch.Tensor) -> torch.Tensor:  # (B, C) -> (B, T), zero off target
-        return values.new_zeros(target.shape).index_copy(1, cols, values * weight)
 
-    logprobs = spread(token_logprobs(logits, input_ids[:, cols], temperature))
-    entropy = spread(token_entropy(logits, temperature)) if with_entropy else None
-    return logprobs, entropy
+def _at_targets(out, predictors, tokens, temperature, with_entropy, value_head) -> list[torch.Tensor | None]:
+    """Logprobs, entropies and values (or None) at the targets of one forward's output ``out``, whose logits
+    are those of the ``predictors`` positions (last dim of ``tokens``' shape)."""
+    logits = out.logits  # (..., K, V)
+    values = None
+    if value_head is not None:
+        hidden = out.hidden_states[-1]  # (..., W, H): the final (normed) hidden states
+        values = value_head(hidden[..., predictors, :])  # (..., K)
+    return [
+        token_logprobs(logits, tokens, temperature),
+        token_entropy(logits, temperature) if with_entropy else None,
+        values,
+    ]
 
 
-def _packed_logprobs(model, input_ids, attention_mask, target, temperature, with_entropy, pack_tokens):
+def _packed_outputs(model, input_ids, attention_mask, target, heads, pack_tokens) -> TokenOutputs:
     real = attention_mask.bool()
     packing = pack(input_ids, attention_mask, pack_tokens)
     device, dtype = input_ids.device, model_dtype(model)
@@ -110,24 +145,28 @@ def _packed_logprobs(model, input_ids, attention_mask, target, temperature, with
     predictors = packing.columns[index - 1]  # (K,) columns of the packed rows
     offsets = packing.offsets.to(device)
     row_of = torch.searchsorted(offsets, predictors, right=True) - 1  # (K,)
-    logprobs = torch.zeros(len(index), device=device)
-    entropies = torch.zeros(len(index), device=device) if with_entropy else None
+    found: list[torch.Tensor | None] = [None, None, None]  # logprobs, entropies, values: (K,) each
     for r, row in enumerate(packing.rows):
         mine = (row_of == r).nonzero().squeeze(1)  # (K_r,) this row's targets
         if not len(mine):
             continue
+        local = predictors[mine] - offsets[r]  # (K_r,) columns within the row
         out = model(
-            **row.inputs(device, dtype), logits_to_keep=predictors[mine] - offsets[r], use_cache=False
+            **row.inputs(device, dtype),
+            logits_to_keep=local,
+            output_hidden_states=heads[2] is not None,
+            use_cache=False,
         )
-        logits = out.logits[0]  # (K_r, V): one per target
-        logprobs = logprobs.index_copy(0, mine, token_logprobs(logits, flat_ids[index[mine]], temperature))
-        if entropies is not None:
-            entropies = entropies.index_copy(0, mine, token_entropy(logits, temperature))
+        outputs = _at_targets(out, local, flat_ids[index[mine]][None], *heads)  # each (1, K_r)
+        for i, values in enumerate(outputs):
+            if values is not None:
+                start = found[i] if found[i] is not None else values.new_zeros(len(index))
+                found[i] = start.index_copy(0, mine, values[0])
 
     def spread(values: torch.Tensor) -> torch.Tensor:  # (K,) -> (B, T), zero off target
         return unpack(values.new_zeros(len(flat_ids)).index_copy(0, index, values), attention_mask)
 
-    return spread(logprobs), spread(entropies) if entropies is not None else None
+    return TokenOutputs(*(spread(v) if v is not None else None for v in found))
 
 
 def response_logprobs(
@@ -138,28 +177,29 @@ def response_logprobs(
     response_mask: torch.Tensor,
     temperature: float = 1.0,
     with_entropy: bool = False,
+    value_head: torch.nn.Module | None = None,
     pack_tokens: int | None = PACK_TOKENS,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Per-token logprobs (B, R) of the response under ``model``, and optionally entropy (B, R).
+) -> TokenOutputs:
+    """:func:`next_token_logprobs` of the response tokens: logprobs (and entropies, values) (B, R).
 
     Args:
         query_ids, query_mask: (B, P), left-padded.
         response_ids, response_mask: (B, R), right-padded.
-        temperature, pack_tokens: as in :func:`next_token_logprobs`.
+        temperature, value_head, pack_tokens: as in :func:`next_token_logprobs`.
     Returns:
-        (B, R) fp32 logprobs (and entropies), zero where ``response_mask`` is 0.
+        :class:`TokenOutputs` of shape (B, R), zero where ``response_mask`` is 0.
     """
-    logprobs, entropy = next_token_logprobs(
+    outputs = next_token_logprobs(
         model,
         torch.cat([query_ids, response_ids], dim=1),  # (B, P + R)
         torch.cat([query_mask, response_mask], dim=1).long(),
         torch.cat([torch.zeros_like(query_mask), response_mask], dim=1),
         temperature,
         with_entropy,
+        value_head,
         pack_tokens,
     )
-    width = query_ids.size(1)
-    return logprobs[:, width:], entropy[:, width:] if entropy is not None else None
+    return outputs.sliced(query_ids.size(1))
 
 
 def sequence_logprobs(
@@ -187,5 +227,6 @@ def sequence_logprobs(
     mask[:, 0] = 0
     if not mask.any():
         raise ValueError("sequence_logprobs: loss_mask selects no token after the first column")
-    logprobs, _ = next_token_logprobs(model, input_ids, attention_mask, mask, pack_tokens=pack_tokens)
-    return logprobs.sum(dim=1)
+    return next_token_logprobs(model, input_ids, attention_mask, mask, pack_tokens=pack_tokens).logprobs.sum(
+        1
+    )

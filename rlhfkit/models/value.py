@@ -119,3 +119,29 @@ class ValueModel(nn.Module):
             ).last_hidden_state  # (B, L, H)
         values = _token_head(self.model, hidden)  # (B, L)
         return values.gather(1, positions)
+
+
+class ValueHead(nn.Module):
+    """A value head on the policy's own last hidden state: V(s_t) = w . h_t + b, one trunk for the policy
+    and the value function (``PPOConfig.shared_value_head``; the layout of TRL's earlier
+    ``AutoModelForCausalLMWithValueHead``), instead of a separate value model.
+
+    h_t is the final (normed) hidden state at the token before response token t, the one that predicts
+    it (:func:`rlhfkit.models.logprobs.next_token_logprobs` applies the head there). The head starts at
+    zero: every value is 0 and, until the head has learned, the value loss sends no gradient into the
+    policy's trunk.
+
+    Args:
+        hidden_size: H, the policy's hidden size.
+        dtype: the policy's parameter dtype.
+    """
+
+    def __init__(self, hidden_size: int, dtype: torch.dtype = torch.float32):
+        super().__init__()
+        self.linear = nn.Linear(hidden_size, 1, dtype=dtype)
+        nn.init.zeros_(self.linear.weight)
+        nn.init.zeros_(self.linear.bias)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        """(..., H) hidden states -> (...) fp32 values."""
+        return self.linear(hidden).squeeze(-1).float()

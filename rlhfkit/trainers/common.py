@@ -170,7 +170,9 @@ def make_optimizer(
     params, lr: float, weight_decay: float, warmup_steps: int, total_steps: int
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
     """AdamW with a linear warmup to ``lr`` and a constant rate after it."""
-    optimizer = torch.optim.AdamW([p for p in params if p.requires_grad], lr=lr, weight_decay=weight_decay)
+    optimizer = torch.optim.AdamW(
+        [p for p in params if p.requires_grad], lr=lr, weight_decay=weight_decay, fused=True
+    )
     scheduler = get_scheduler(
         "constant_with_warmup", optimizer, num_warmup_steps=warmup_steps, num_training_steps=total_steps
     )

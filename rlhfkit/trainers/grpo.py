@@ -94,9 +94,8 @@ def _minibatch_loss(
     rows: torch.Tensor,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """GRPO loss of batch ``rows``; on-policy, their logprobs are also the sampling logprobs (ratio 1)."""
-    logprobs, entropy = response_logprobs(
-        policy, *(t[rows] for t in seqs), temperature=cfg.temperature, with_entropy=True
-    )
+    new = response_logprobs(policy, *(t[rows] for t in seqs), temperature=cfg.temperature, with_entropy=True)
+    logprobs, entropy = new.logprobs, new.entropy
     if on_policy:  # one update per batch: the sampling policy is the current one
         sampled_logprobs[rows] = logprobs.detach()
     loss, metrics = grpo_loss(
@@ -180,11 +179,11 @@ def train_grpo(cfg: GRPOConfig) -> dict:
         with torch.no_grad():
             old_logprobs = None
             if not on_policy:
-                old_logprobs, _ = response_logprobs(policy, *seqs, temperature=cfg.temperature)
+                old_logprobs = response_logprobs(policy, *seqs, temperature=cfg.temperature).logprobs
             ref_logprobs = None
             if use_reference:
                 with reference_of(policy, reference) as ref:
-                    ref_logprobs, _ = response_logprobs(ref, *seqs, temperature=cfg.temperature)
+                    ref_logprobs = response_logprobs(ref, *seqs, temperature=cfg.temperature).logprobs
         clock.append(time.perf_counter())
 
         # 5. mu inner iterations of the clipped loss over minibatches (in micro-batches)

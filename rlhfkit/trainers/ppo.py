@@ -5,8 +5,11 @@ One step = one rollout batch:
   2. score prompt + response with the reward model (re-tokenised if its tokenizer differs), minus a
      penalty for responses that never emitted EOS;
   3. with no grad: old policy logprobs and reference logprobs (logits / T), and per-token values;
+     with ``shared_value_head`` the values come from a head on the policy's last hidden state, in the
+     same forward as the old logprobs;
   4. per-token rewards -beta * KL_t with the score added on the last token; GAE; whitened advantages;
-  5. ``ppo_epochs`` passes of clipped policy and value updates over shuffled minibatches;
+  5. ``ppo_epochs`` passes of clipped policy and value updates over shuffled minibatches (with
+     ``shared_value_head``: one forward, one backward of policy loss + vf_coef * value loss);
   6. update beta (fixed, or the adaptive controller of Ziegler et al. 2019).
 
 Implementation details follow Huang et al. 2024, "The N+ implementation details of RLHF with PPO".
@@ -61,7 +64,7 @@ from rlhfkit.models.lora import (
     reference_of,
 )
 from rlhfkit.models.reward import load_reward_tokenizer
-from rlhfkit.models.value import ValueModel
+from rlhfkit.models.value import ValueHead, ValueModel
 from rlhfkit.rewards import CombinedReward, FunctionReward, ModelReward
 from rlhfkit.rollout.sampling import Sampling, rollout
 from rlhfkit.trainers.checkpoint import CheckpointConfig, Checkpointer, check_finite
@@ -95,6 +98,13 @@ class PPOConfig:
     reference: str | None = option(None, "frozen reference policy for the KL penalty (default: policy)")
     reward_model: str | None = option("runs/reward", "reward model folder (None when reward_fn is given)")
     value_model: str | None = option(None, "value model init (default: the reward model)")
+    shared_value_head: bool = option(
+        False,
+        "a value head on the policy's last hidden state instead of a value model: one trunk, one forward "
+        "and backward per update (about half the update compute, and a model less in memory); the value "
+        "loss then trains the policy's trunk too",
+    )
+    vf_coef: float = option(0.1, "with shared_value_head: weight of the value loss in the joint loss")
     output_dir: str = option("runs/ppo", "where the trained policy is saved")
     data: DataConfig = option(DataConfig, "prompts (prompt-only or preference files)")
     use_chat_template: bool = option(True, "render prompts with the policy tokenizer's chat template")
@@ -139,6 +149,8 @@ class PPOConfig:
     def __post_init__(self):
         if self.batch_size % self.mini_batch_size:
             raise ValueError("batch_size must be a multiple of mini_batch_size")
+        if self.vf_coef < 0:
+            raise ValueError("vf_coef must be >= 0")
         if self.temperature <= 0:
             raise ValueError("temperature must be > 0: PPO needs sampled responses and their logprobs")
 
@@ -172,8 +184,11 @@ def train_ppo(cfg: PPOConfig, reward_fn: RewardFn | None = None) -> dict:
     setup_torch(cfg.seed, cfg.threads)
     prompts, _ = load_split(cfg.data, load_prompts)
     value_init = cfg.value_model or cfg.reward_model
-    if value_init is None:
-        raise ValueError("PPO needs a value model: set value_model (or reward_model to initialise it from)")
+    if value_init is None and not cfg.shared_value_head:
+        raise ValueError(
+            "PPO needs a value model: set value_model (or reward_model to initialise it from), "
+            "or shared_value_head=true"
+        )
     tokenizer = load_tokenizer(cfg.policy)
     policy = prepare_trainable(load_policy(cfg.policy, cfg.dtype), cfg.lora, cfg.gradient_checkpointing)
     reference = None  # with LoRA: the policy with its adapter off
@@ -181,16 +196,22 @@ def train_ppo(cfg: PPOConfig, reward_fn: RewardFn | None = None) -> dict:
         reference = load_policy(cfg.reference or cfg.policy, cfg.dtype, trainable=False)
         reference.to(accelerator.device)
     reward = ppo_reward(cfg, reward_fn)
-    value = ValueModel(
-        load_reward_model(value_init, cfg.dtype, trainable=True, causal=True),
-        load_reward_tokenizer(value_init),
-        cfg.reward_max_length,
-    )
-    if cfg.gradient_checkpointing:
-        enable_gradient_checkpointing(value.model)
     updates = cfg.steps * cfg.ppo_epochs * (cfg.batch_size // cfg.mini_batch_size)
     policy_opt, _ = make_optimizer(policy.parameters(), cfg.lr, 0.0, 0, updates)
-    value_opt, _ = make_optimizer(value.parameters(), cfg.value_lr, 0.0, 0, updates)
+    if cfg.shared_value_head:  # one optimizer: the trunk at lr, the head at value_lr
+        value = ValueHead(policy.config.hidden_size, next(policy.parameters()).dtype)
+        value.to(accelerator.device)
+        policy_opt.add_param_group({"params": list(value.parameters()), "lr": cfg.value_lr})
+        value_opt = None
+    else:
+        value = ValueModel(
+            load_reward_model(value_init, cfg.dtype, trainable=True, causal=True),
+            load_reward_tokenizer(value_init),
+            cfg.reward_max_length,
+        )
+        if cfg.gradient_checkpointing:
+            enable_gradient_checkpointing(value.model)
+        value_opt, _ = make_optimizer(value.parameters(), cfg.value_lr, 0.0, 0, updates)
     if cfg.adaptive_kl:
         kl_ctl = AdaptiveKLController(cfg.kl_coef, cfg.kl_target, cfg.kl_horizon)
     else:
@@ -203,7 +224,7 @@ def train_ppo(cfg: PPOConfig, reward_fn: RewardFn | None = None) -> dict:
             "policy": policy,
             "value": value,
             "policy_opt": policy_opt,
-            "value_opt": value_opt,
+            **({"value_opt": value_opt} if value_opt is not None else {}),
             "generator": generator,
         },
         main=main,
@@ -216,7 +237,9 @@ def train_ppo(cfg: PPOConfig, reward_fn: RewardFn | None = None) -> dict:
     log = MetricsLog(cfg.output_dir, resume_step=start, report_to=cfg.report_to, config=cfg, main=main)
     # DDP-wrapped copies for the gradient steps; `policy` and `value` stay the plain modules, which
     # sample and score without gradients
-    policy_ddp, value_ddp, policy_opt, value_opt = accelerator.prepare(policy, value, policy_opt, value_opt)
+    policy_ddp, value_ddp, policy_opt = accelerator.prepare(policy, value, policy_opt)
+    if value_opt is not None:
+        value_opt = accelerator.prepare(value_opt)
 
     progress = tqdm(
         range(start + 1, cfg.steps + 1),
@@ -239,13 +262,17 @@ def train_ppo(cfg: PPOConfig, reward_fn: RewardFn | None = None) -> dict:
         seqs = (ro.query_ids, ro.query_mask, ro.response_ids, ro.response_mask)
 
         # 3. old logprobs, reference logprobs, values
-        venc = value.encode(ro.reward_texts(), ro.reward_text_starts(), width=mask.size(1))
-        venc = to_device(venc, accelerator.device)
+        venc = None
+        if not cfg.shared_value_head:
+            venc = value.encode(ro.reward_texts(), ro.reward_text_starts(), width=mask.size(1))
+            venc = to_device(venc, accelerator.device)
         with torch.no_grad():
-            old_logprobs, _ = response_logprobs(policy, *seqs, temperature=cfg.temperature)
+            head = value if cfg.shared_value_head else None
+            old = response_logprobs(policy, *seqs, temperature=cfg.temperature, value_head=head)
+            old_logprobs = old.logprobs
             with reference_of(policy, reference) as ref:
-                ref_logprobs, _ = response_logprobs(ref, *seqs, temperature=cfg.temperature)
-            old_values = value(**venc) * mask  # (B, R)
+                ref_logprobs = response_logprobs(ref, *seqs, temperature=cfg.temperature).logprobs
+            old_values = (old.values if head is not None else value(**venc)) * mask  # (B, R)
         clock.append(time.perf_counter())
 
         # 4. KL-shaped rewards, GAE, whitening (over this process's batch)
@@ -259,24 +286,38 @@ def train_ppo(cfg: PPOConfig, reward_fn: RewardFn | None = None) -> dict:
         stats: dict[str, list[float]] = {}
         for _ in range(cfg.ppo_epochs):
             for idx in torch.randperm(cfg.batch_size, generator=generator).split(cfg.mini_batch_size):
-                logprobs, entropy = response_logprobs(
-                    policy_ddp, *(t[idx] for t in seqs), temperature=cfg.temperature, with_entropy=True
+                new = response_logprobs(
+                    policy_ddp,
+                    *(t[idx] for t in seqs),
+                    temperature=cfg.temperature,
+                    with_entropy=True,
+                    value_head=value_ddp if cfg.shared_value_head else None,
                 )
                 pg_loss, pg_metrics = ppo_policy_loss(
-                    logprobs, old_logprobs[idx], advantages[idx], mask[idx], cfg.clip_eps
+                    new.logprobs, old_logprobs[idx], advantages[idx], mask[idx], cfg.clip_eps
                 )
                 check_finite(step, policy_loss=pg_loss)
-                _step(accelerator, pg_loss, policy_ddp, policy_opt, cfg.max_grad_norm)
-                values = value_ddp(**{k: v[idx] for k, v in venc.items()})
-                vf_loss, vf_metrics = ppo_value_loss(
-                    values, old_values[idx], returns[idx], mask[idx], cfg.value_clip_eps
-                )
-                check_finite(step, value_loss=vf_loss)
-                _step(accelerator, vf_loss, value_ddp, value_opt, cfg.max_grad_norm)
+                if cfg.shared_value_head:  # values from the same forward; one backward for both losses
+                    vf_loss, vf_metrics = ppo_value_loss(
+                        new.values, old_values[idx], returns[idx], mask[idx], cfg.value_clip_eps
+                    )
+                    check_finite(step, value_loss=vf_loss)
+                    trained = [*policy_ddp.parameters(), *value_ddp.parameters()]
+                    _step(
+                        accelerator, pg_loss + cfg.vf_coef * vf_loss, trained, policy_opt, cfg.max_grad_norm
+                    )
+                else:
+                    _step(accelerator, pg_loss, policy_ddp.parameters(), policy_opt, cfg.max_grad_norm)
+                    values = value_ddp(**{k: v[idx] for k, v in venc.items()})
+                    vf_loss, vf_metrics = ppo_value_loss(
+                        values, old_values[idx], returns[idx], mask[idx], cfg.value_clip_eps
+                    )
+                    check_finite(step, value_loss=vf_loss)
+                    _step(accelerator, vf_loss, value_ddp.parameters(), value_opt, cfg.max_grad_norm)
                 for key, val in {
                     "policy_loss": pg_loss,
                     "value_loss": vf_loss,
-                    "entropy": masked_mean(entropy, mask[idx]),
+                    "entropy": masked_mean(new.entropy, mask[idx]),
                     **pg_metrics,
                     **vf_metrics,
                 }.items():
@@ -329,8 +370,8 @@ def train_ppo(cfg: PPOConfig, reward_fn: RewardFn | None = None) -> dict:
     return summary
 
 
-def _step(accelerator, loss: torch.Tensor, model: torch.nn.Module, optimizer, max_norm: float) -> None:
+def _step(accelerator, loss: torch.Tensor, params, optimizer, max_norm: float) -> None:
     accelerator.backward(loss)  # DDP averages the gradients over processes
-    accelerator.clip_grad_norm_(model.parameters(), max_norm)
+    accelerator.clip_grad_norm_(list(params), max_norm)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)

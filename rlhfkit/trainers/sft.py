@@ -81,7 +81,7 @@ def _loss(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str
     """SFT loss of a collated batch; padding-free forward, LM head on the response tokens only."""
     target = batch["loss_mask"].clone()
     target[:, 0] = 0  # the first token has no prediction
-    logprobs, _ = next_token_logprobs(model, batch["input_ids"], batch["attention_mask"], target)
+    logprobs = next_token_logprobs(model, batch["input_ids"], batch["attention_mask"], target).logprobs
     return sft_loss(logprobs, batch["loss_mask"])
 
 

@@ -76,9 +76,10 @@ def batch(tiny_policy_dir):
 @pytest.mark.parametrize("temperature", [1.0, 0.7])
 def test_response_logprobs_match_an_unpadded_forward(policy, batch, temperature):
     query_ids, query_mask, response_ids, response_mask = batch
-    logprobs, entropy = response_logprobs(
+    out = response_logprobs(
         policy, query_ids, query_mask, response_ids, response_mask, temperature, with_entropy=True
     )
+    logprobs, entropy = out.logprobs, out.entropy
     assert logprobs.shape == entropy.shape == response_ids.shape
     assert logprobs.dtype == torch.float32
     for b in range(len(PROMPTS)):
@@ -98,8 +99,9 @@ def test_response_logprobs_match_an_unpadded_forward(policy, batch, temperature)
 
 def test_temperature_changes_the_logprobs(policy, batch):
     # guards the parametrised test: scaling by 0.7 is not a no-op on these logits
-    lp1, none = response_logprobs(policy, *batch, temperature=1.0)
-    lp07, _ = response_logprobs(policy, *batch, temperature=0.7)
+    out1 = response_logprobs(policy, *batch, temperature=1.0)
+    lp1, none = out1.logprobs, out1.entropy
+    lp07 = response_logprobs(policy, *batch, temperature=0.7).logprobs
     mask = batch[3].bool()
     assert none is None
     assert (lp1[mask] - lp07[mask]).abs().max() > 1e-3
@@ -107,7 +109,7 @@ def test_temperature_changes_the_logprobs(policy, batch):
 
 def test_response_logprobs_carry_gradients(tiny_policy_dir, batch):
     policy = load_policy(tiny_policy_dir, trainable=True)
-    logprobs, _ = response_logprobs(policy, *batch)
+    logprobs = response_logprobs(policy, *batch).logprobs
     (logprobs * batch[3]).sum().backward()
     grad = policy.get_output_embeddings().weight.grad
     assert grad is not None and grad.abs().sum() > 0

@@ -20,10 +20,14 @@ from rlhfkit.data.records import PreferencePair
 from rlhfkit.losses import grpo_loss, sft_loss
 from rlhfkit.losses.dpo import DPOParams, PairLogps, sigmoid_loss
 from rlhfkit.models.loading import load_policy, load_reward_model, load_tokenizer
-from rlhfkit.models.logprobs import next_token_logprobs, response_logprobs, sequence_logprobs
+from rlhfkit.models.logprobs import (
+    next_token_logprobs,
+    response_logprobs,
+    sequence_logprobs,
+)
 from rlhfkit.models.packing import length_groups, pack
 from rlhfkit.models.reward import reward_scores
-from rlhfkit.models.value import ValueModel
+from rlhfkit.models.value import ValueHead, ValueModel
 from rlhfkit.trainers.micro import accumulated_step, micro_batches
 from rlhfkit.trainers.reward import reward_step
 
@@ -138,11 +142,33 @@ def test_response_logprobs_and_entropy(policy, tokenizer, pack_tokens):
     assert _shares(torch.cat([query_ids, response_ids], 1), torch.cat([query_mask, response_mask], 1))
 
     def run(pack):
-        logprobs, entropy = response_logprobs(policy, *seqs, 0.7, with_entropy=True, pack_tokens=pack)
-        return torch.stack([logprobs, entropy])
+        out = response_logprobs(policy, *seqs, 0.7, with_entropy=True, pack_tokens=pack)
+        return torch.stack([out.logprobs, out.entropy])
 
     _assert_same(lambda: run(None), lambda: run(pack_tokens), policy)
     assert (run(pack_tokens)[0] * (1 - response_mask)).abs().sum() == 0  # zero off the responses
+
+
+@pytest.mark.parametrize("pack_tokens", PACKS)
+def test_logprobs_and_values_of_a_shared_value_head(policy, tokenizer, pack_tokens):
+    grouped = [p for p in PROMPTS for _ in range(2)]
+    query_ids, query_mask = encode_prompts(tokenizer, grouped, 64, use_chat_template=False)
+    gen = torch.Generator().manual_seed(2)
+    responses = [
+        torch.randint(2, len(tokenizer), (n,), generator=gen).tolist() for n in (3, 6, 2, 5, 4, 1, 7, 2)
+    ]
+    response_ids, response_mask = pad_sequences(responses, tokenizer.pad_token_id, side="right")
+    seqs = (query_ids, query_mask, response_ids, response_mask)
+    head = ValueHead(policy.config.hidden_size)
+    torch.nn.init.normal_(head.linear.weight, std=0.1)  # not the zero start: values and gradients matter
+    policy.add_module("value_head_for_test", head)  # so that _grads sees the head's gradients too
+
+    def run(pack):
+        out = response_logprobs(policy, *seqs, 0.7, with_entropy=True, value_head=head, pack_tokens=pack)
+        return torch.stack([out.logprobs, out.entropy, out.values])
+
+    _assert_same(lambda: run(None), lambda: run(pack_tokens), policy)
+    assert (run(pack_tokens)[2] * (1 - response_mask)).abs().sum() == 0  # zero off the responses
 
 
 @pytest.mark.parametrize("pack_tokens", PACKS)
@@ -165,10 +191,10 @@ def test_sft_loss(policy, pair_batch, pack_tokens):
     target[:, 0] = 0
 
     def run(pack):
-        logprobs, _ = next_token_logprobs(
+        out = next_token_logprobs(
             policy, pair_batch["input_ids"], pair_batch["attention_mask"], target, pack_tokens=pack
         )
-        return sft_loss(logprobs, pair_batch["loss_mask"])[0]
+        return sft_loss(out.logprobs, pair_batch["loss_mask"])[0]
 
     _assert_same(lambda: run(None), lambda: run(pack_tokens), policy)
 
@@ -259,7 +285,7 @@ def test_micro_batched_step_equals_one_minibatch(tiny_policy_dir, tokenizer, agg
         before = {n: p.detach().clone() for n, p in model.named_parameters()}
 
         def loss_fn(rows):
-            logprobs, _ = response_logprobs(model, *(t[rows] for t in seqs))
+            logprobs = response_logprobs(model, *(t[rows] for t in seqs)).logprobs
             old = logprobs.detach() - 0.1  # ratios off 1, so that clipping acts on some tokens
             return grpo_loss(logprobs, old, advantages[rows], mask[rows], None, 0.0, 0.2, aggregation)
 

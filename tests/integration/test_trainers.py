@@ -74,11 +74,15 @@ def _count_a(prompts, completions):
     return [float(c.count("a")) for c in completions]
 
 
-def test_ppo_raises_a_toy_reward_with_finite_kl(tiny_policy_dir, tiny_reward_dir, toy_preferences, tmp_path):
+@pytest.mark.parametrize("shared_value_head", [False, True])
+def test_ppo_raises_a_toy_reward_with_finite_kl(
+    tiny_policy_dir, tiny_reward_dir, toy_preferences, tmp_path, shared_value_head
+):
     cfg = PPOConfig(
         policy=str(tiny_policy_dir),
         reward_model=None,
-        value_model=str(tiny_reward_dir),
+        value_model=None if shared_value_head else str(tiny_reward_dir),
+        shared_value_head=shared_value_head,
         output_dir=str(tmp_path / "ppo"),
         data=_data(toy_preferences),
         steps=30,
@@ -102,6 +106,10 @@ def test_ppo_raises_a_toy_reward_with_finite_kl(tiny_policy_dir, tiny_reward_dir
     assert summary["kl_last"] > 0  # the policy moved away from the reference
     for key in ("score", "kl", "entropy", "policy_loss", "value_loss", "clip_frac", "response_length"):
         assert key in rows[0]
+    if shared_value_head:  # the head starts at zero and learns to predict the returns (~ the score)
+        assert abs(rows[0]["value_mean"]) < 0.25
+        late = rows[-5:]
+        assert sum(r["value_mean"] for r in late) > 0.7 * sum(r["score"] for r in late)
     AutoModelForCausalLM.from_pretrained(tmp_path / "ppo")
 
 
