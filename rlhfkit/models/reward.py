@@ -9,8 +9,12 @@ Notation:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from torch import nn
+from transformers import BertModel, PreTrainedModel, PreTrainedTokenizerBase
 
 from rlhfkit.data.collate import pad_sequences
 from rlhfkit.models.loading import load_tokenizer
@@ -36,17 +40,75 @@ def reward_scores(
     A decoder-only reward model (a ``score`` head read at the last token) runs padding-free when
     ``pack_tokens`` is set and it is not wrapped in DDP (:mod:`rlhfkit.models.packing`); other models
     (BERT-style encoders attend both ways, so packing does not apply) and ``pack_tokens=None`` run one
-    padded batch. Both give the same rewards to float rounding.
+    padded batch, a BERT encoder's last layer only for the first token when ``pack_tokens`` is set
+    (:func:`first_token_last_layer`). Every path gives the same rewards to float rounding.
     """
     device = next(model.parameters()).device  # works for DDP-wrapped models too
-    plain = model.get_base_model() if hasattr(model, "get_base_model") else model  # under a peft wrapper
+    plain = getattr(model, "module", model)  # under DDP
+    plain = plain.get_base_model() if hasattr(plain, "get_base_model") else plain  # under a peft wrapper
     if pack_tokens is None or not hasattr(plain, "score") or not can_pack(model):
         enc = tokenizer(texts, truncation=True, max_length=max_length, padding=True, return_tensors="pt")
-        return model(**enc.to(device)).logits.squeeze(-1).float()
+        with first_token_last_layer(plain, pack_tokens is not None):
+            return model(**enc.to(device)).logits.squeeze(-1).float()
     ids, mask = pad_sequences(tokenizer(texts, truncation=True, max_length=max_length).input_ids, 0)
     ends = mask.sum(1).cumsum(0) - 1  # (N,) index of each text's last token among the real tokens
     hidden = packed_hidden_states(plain.base_model, ids, mask, pack_tokens)  # (real tokens, H)
     return plain.score(hidden[ends.to(device)]).squeeze(-1).float()  # (N,)
+
+
+class _FirstTokenLayer(nn.Module):
+    """A BERT layer computed for the first token only: keys and values from every token; the query,
+    the attention output and the feed-forward block only at token 0 (hidden states (B, T, H) in,
+    (B, 1, H) out)."""
+
+    def __init__(self, layer: nn.Module):
+        super().__init__()
+        self.layer = layer
+
+    def forward(
+        self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None, *args, **kwargs
+    ):
+        attention = self.layer.attention
+        heads = attention.self
+        first = hidden_states[:, :1]  # (B, 1, H)
+
+        def split(x: torch.Tensor) -> torch.Tensor:  # (B, L, H) -> (B, heads, L, H / heads)
+            return x.view(x.size(0), x.size(1), -1, heads.attention_head_size).transpose(1, 2)
+
+        if attention_mask is not None and attention_mask.dim() == 4:  # (B, 1, T or 1, T): token 0's row
+            attention_mask = attention_mask[:, :, :1]
+        context = nn.functional.scaled_dot_product_attention(
+            split(heads.query(first)),
+            split(heads.key(hidden_states)),
+            split(heads.value(hidden_states)),
+            attn_mask=attention_mask,
+            scale=heads.scaling,
+        )  # (B, heads, 1, H / heads)
+        context = context.transpose(1, 2).reshape(first.shape)
+        return self.layer.feed_forward_chunk(attention.output(context, first))  # (B, 1, H)
+
+
+@contextmanager
+def first_token_last_layer(model: nn.Module, enabled: bool = True) -> Iterator[None]:
+    """Within the block, a BERT sequence classifier's last encoder layer runs for the first token only.
+
+    The classifier reads the pooler, which reads token 0 of the last layer; the last layer's outputs at
+    every other token are computed and thrown away. Here they are not computed: only token 0's query,
+    attention output and feed-forward (keys and values still come from every token), about a sixth of a
+    6-layer MiniLM's compute. Logits and gradients are those of the full forward. Models that are not a
+    ``BertModel`` with a pooler (and ``enabled=False``) run unchanged.
+    """
+    base = getattr(model, "base_model", None)
+    if not enabled or not isinstance(base, BertModel) or base.pooler is None or base.config.is_decoder:
+        yield
+        return
+    layers = base.encoder.layer
+    last = layers[-1]
+    layers[-1] = _FirstTokenLayer(last)
+    try:
+        yield
+    finally:
+        layers[-1] = last
 
 
 @torch.no_grad()

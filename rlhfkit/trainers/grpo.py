@@ -12,6 +12,10 @@ One step = one batch of B prompts:
   5. ``inner_epochs`` (mu) passes of the clipped-ratio loss with the k3 KL term, over shuffled
      minibatches, aggregated per token or per sequence.
 
+The responses of one prompt share its forward in the passes after sampling (a decoder reward model, the
+reference, the policy update; not under DDP): the prompt is computed once per group and the responses
+attend to it (:mod:`rlhfkit.models.packing`), with the values and gradients of separate forwards.
+
 Under N processes (``torchrun`` / ``accelerate launch``) every process takes ``batch_size`` prompts of a
 global batch of ``N * batch_size`` and samples their G responses with its own generator (seed + process
 index); a group never spans processes, so the group means and stds are per process. DDP averages the

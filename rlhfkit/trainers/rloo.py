@@ -10,6 +10,10 @@ One step = one batch of B prompts:
   4. leave-one-out advantages: ``R_i`` minus the mean ``R`` of the other k - 1 responses;
   5. ``inner_epochs`` passes of the REINFORCE loss (optionally ratio-clipped) over minibatches.
 
+The responses of one prompt share its forward in the passes after sampling (a decoder reward model, the
+reference, the policy update; not under DDP): the prompt is computed once per group and the responses
+attend to it (:mod:`rlhfkit.models.packing`), with the values and gradients of separate forwards.
+
 Under N processes (``torchrun`` / ``accelerate launch``) every process takes ``batch_size`` prompts of a
 global batch of ``N * batch_size`` and samples their G responses with its own generator (seed + process
 index); a group never spans processes, so the leave-one-out baselines are per process. DDP averages the

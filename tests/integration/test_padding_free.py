@@ -26,7 +26,7 @@ from rlhfkit.models.logprobs import (
     sequence_logprobs,
 )
 from rlhfkit.models.packing import length_groups, pack
-from rlhfkit.models.reward import reward_scores
+from rlhfkit.models.reward import first_token_last_layer, reward_scores
 from rlhfkit.models.value import ValueHead, ValueModel
 from rlhfkit.trainers.micro import accumulated_step, micro_batches
 from rlhfkit.trainers.reward import reward_step
@@ -209,6 +209,21 @@ def test_decoder_reward_model(tiny_reward_dir, pack_tokens):
         lambda: reward_scores(model, tokenizer, texts, 64, pack_tokens=pack_tokens),
         model,
     )
+
+
+def test_bert_reward_model_last_layer_on_the_first_token(tiny_bert_reward_dir):
+    model = load_reward_model(tiny_bert_reward_dir, trainable=True)
+    tokenizer = load_tokenizer(tiny_bert_reward_dir)
+    texts = [p + r for p, r in zip(PROMPTS, RESPONSES, strict=True)]  # different lengths: padding
+    _assert_same(
+        lambda: reward_scores(model, tokenizer, texts, 64, pack_tokens=None),  # every token, every layer
+        lambda: reward_scores(model, tokenizer, texts, 64, pack_tokens=PACK),
+        model,
+    )
+    enc = tokenizer(texts, padding=True, return_tensors="pt")
+    with first_token_last_layer(model):
+        assert model.base_model(**enc).last_hidden_state.shape[1] == 1  # the shortcut is taken
+    assert model.base_model(**enc).last_hidden_state.shape[1] == enc["input_ids"].shape[1]  # and undone
 
 
 def test_a_target_on_the_first_token_is_an_error(policy, pair_batch):
