@@ -153,7 +153,7 @@ def case_spec(name: str, args, folders: dict[str, str], workdir: Path) -> dict:
     return {
         **asdict(case),
         "name": name,
-        "steps": (args.offline_steps or args.steps if offline else args.steps) + 1,  # + the warm-up step
+        "steps": ((args.offline_steps or args.steps) if offline else args.steps) + 1,  # + the warm-up step
         "seed": 0,
         "threads": args.threads,
         "model": folders[case.backbone],

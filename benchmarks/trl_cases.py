@@ -82,15 +82,20 @@ def _scorer(folder: str, tokenizer):
     return model
 
 
-def _sft(spec, counter, recorder, data):
-    args = _args(trl.SFTConfig, spec, max_length=spec["max_length"], completion_only_loss=True)
-    return trl.SFTTrainer(
+def _policy_trainer(trainer_class, args, spec, counter, recorder, data):
+    """A TRL trainer (SFT, DPO) of the counted policy, with the policy's tokenizer."""
+    return trainer_class(
         model=_policy(spec, counter),
         args=args,
         train_dataset=data,
         processing_class=AutoTokenizer.from_pretrained(spec["model"]),
         callbacks=[recorder],
     )
+
+
+def _sft(spec, counter, recorder, data):
+    args = _args(trl.SFTConfig, spec, max_length=spec["max_length"], completion_only_loss=True)
+    return _policy_trainer(trl.SFTTrainer, args, spec, counter, recorder, data)
 
 
 def _reward(spec, counter, recorder, data):
@@ -112,13 +117,7 @@ def _dpo(spec, counter, recorder, data):
         precompute_ref_log_probs=spec["reference"] == "precomputed",
         precompute_ref_batch_size=spec["batch_size"],
     )
-    return trl.DPOTrainer(
-        model=_policy(spec, counter),
-        args=args,
-        train_dataset=data,
-        processing_class=AutoTokenizer.from_pretrained(spec["model"]),
-        callbacks=[recorder],
-    )
+    return _policy_trainer(trl.DPOTrainer, args, spec, counter, recorder, data)
 
 
 def _group(spec, counter, recorder, data):
