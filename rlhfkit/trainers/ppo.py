@@ -4,9 +4,11 @@ One step = one rollout batch:
   1. sample a response per prompt with the policy (KV cache, temperature T, cut after the first EOS);
   2. score prompt + response with the reward model (re-tokenised if its tokenizer differs), minus a
      penalty for responses that never emitted EOS;
-  3. with no grad: old policy logprobs and reference logprobs (logits / T), and per-token values;
-     with ``shared_value_head`` the values come from a head on the policy's last hidden state, in the
-     same forward as the old logprobs;
+  3. with no grad: reference logprobs (logits / T); old policy logprobs and per-token values (with
+     ``shared_value_head`` from a head on the policy's last hidden state, in the same forward). When
+     one minibatch covers the rollout (``mini_batch_size == batch_size``), the old logprobs and values
+     are those of the first update's forward, detached: the policy has not changed yet, so that saves a
+     forward of the policy and of the value model per rollout;
   4. per-token rewards -beta * KL_t with the score added on the last token; GAE; whitened advantages;
   5. ``ppo_epochs`` passes of clipped policy and value updates over shuffled minibatches (with
      ``shared_value_head``: one forward, one backward of policy loss + vf_coef * value loss);
@@ -55,7 +57,7 @@ from rlhfkit.config import option
 from rlhfkit.data import Prompt, load_prompts
 from rlhfkit.losses import kl_estimate, masked_mean, ppo_policy_loss, ppo_value_loss
 from rlhfkit.models.loading import load_policy, load_reward_model, load_tokenizer
-from rlhfkit.models.logprobs import response_logprobs
+from rlhfkit.models.logprobs import TokenOutputs, response_logprobs
 from rlhfkit.models.lora import (
     LoRAConfig,
     enable_gradient_checkpointing,
@@ -261,18 +263,28 @@ def train_ppo(cfg: PPOConfig, reward_fn: RewardFn | None = None) -> dict:
         mask = ro.response_mask.float()  # (B, R)
         seqs = (ro.query_ids, ro.query_mask, ro.response_ids, ro.response_mask)
 
-        # 3. old logprobs, reference logprobs, values
+        # 3. reference logprobs; old logprobs and values (from the first update's forward when one
+        # minibatch covers the rollout: the policy has not changed yet, so they are that forward's, detached)
         venc = None
         if not cfg.shared_value_head:
             venc = value.encode(ro.reward_texts(), ro.reward_text_starts(), width=mask.size(1))
             venc = to_device(venc, accelerator.device)
+
+        everything = torch.arange(cfg.batch_size)
+        fused = _fused_first_update(cfg)
         with torch.no_grad():
-            head = value if cfg.shared_value_head else None
-            old = response_logprobs(policy, *seqs, temperature=cfg.temperature, value_head=head)
-            old_logprobs = old.logprobs
             with reference_of(policy, reference) as ref:
                 ref_logprobs = response_logprobs(ref, *seqs, temperature=cfg.temperature).logprobs
-            old_values = (old.values if head is not None else value(**venc)) * mask  # (B, R)
+            if not fused:
+                old, old_values = _forward(cfg, seqs, venc, everything, policy, value)
+        # the first minibatch's outputs, with gradients, when they are also the old ones
+        first = (
+            _forward(cfg, seqs, venc, everything, policy_ddp, value_ddp, with_entropy=True) if fused else None
+        )
+        if first is not None:
+            old, old_values = first
+        old_logprobs = old.logprobs.detach()  # (B, R)
+        old_values = old_values.detach() * mask  # (B, R)
         clock.append(time.perf_counter())
 
         # 4. KL-shaped rewards, GAE, whitening (over this process's batch)
@@ -286,33 +298,25 @@ def train_ppo(cfg: PPOConfig, reward_fn: RewardFn | None = None) -> dict:
         stats: dict[str, list[float]] = {}
         for _ in range(cfg.ppo_epochs):
             for idx in torch.randperm(cfg.batch_size, generator=generator).split(cfg.mini_batch_size):
-                new = response_logprobs(
-                    policy_ddp,
-                    *(t[idx] for t in seqs),
-                    temperature=cfg.temperature,
-                    with_entropy=True,
-                    value_head=value_ddp if cfg.shared_value_head else None,
-                )
+                if first is not None:  # computed above, for all rows in order
+                    new, values = first
+                    first, idx = None, everything
+                else:
+                    new, values = _forward(cfg, seqs, venc, idx, policy_ddp, value_ddp, with_entropy=True)
                 pg_loss, pg_metrics = ppo_policy_loss(
                     new.logprobs, old_logprobs[idx], advantages[idx], mask[idx], cfg.clip_eps
                 )
-                check_finite(step, policy_loss=pg_loss)
-                if cfg.shared_value_head:  # values from the same forward; one backward for both losses
-                    vf_loss, vf_metrics = ppo_value_loss(
-                        new.values, old_values[idx], returns[idx], mask[idx], cfg.value_clip_eps
-                    )
-                    check_finite(step, value_loss=vf_loss)
+                vf_loss, vf_metrics = ppo_value_loss(
+                    values, old_values[idx], returns[idx], mask[idx], cfg.value_clip_eps
+                )
+                check_finite(step, policy_loss=pg_loss, value_loss=vf_loss)
+                if cfg.shared_value_head:  # one trunk: one backward of both losses
                     trained = [*policy_ddp.parameters(), *value_ddp.parameters()]
                     _step(
                         accelerator, pg_loss + cfg.vf_coef * vf_loss, trained, policy_opt, cfg.max_grad_norm
                     )
                 else:
                     _step(accelerator, pg_loss, policy_ddp.parameters(), policy_opt, cfg.max_grad_norm)
-                    values = value_ddp(**{k: v[idx] for k, v in venc.items()})
-                    vf_loss, vf_metrics = ppo_value_loss(
-                        values, old_values[idx], returns[idx], mask[idx], cfg.value_clip_eps
-                    )
-                    check_finite(step, value_loss=vf_loss)
                     _step(accelerator, vf_loss, value_ddp.parameters(), value_opt, cfg.max_grad_norm)
                 for key, val in {
                     "policy_loss": pg_loss,
@@ -368,6 +372,26 @@ def train_ppo(cfg: PPOConfig, reward_fn: RewardFn | None = None) -> dict:
     summary = from_main(accelerator, summary)
     save_trained(accelerator, policy_ddp, tokenizer, cfg.output_dir, cfg, summary)  # LoRA merged in
     return summary
+
+
+def _forward(
+    cfg: PPOConfig, seqs: tuple, venc: dict | None, idx: torch.Tensor, model, value_model, **kw
+) -> tuple[TokenOutputs, torch.Tensor]:
+    """One forward of rows ``idx`` (b,) of the rollout: the policy's outputs (b, R), and the values (b, R)
+    from the value head (``shared_value_head``) or the value model (``venc``, its encoded inputs)."""
+    head = value_model if cfg.shared_value_head else None
+    new = response_logprobs(
+        model, *(t[idx] for t in seqs), temperature=cfg.temperature, value_head=head, **kw
+    )
+    if head is not None:
+        return new, new.values
+    return new, value_model(**{k: v[idx] for k, v in venc.items()})
+
+
+def _fused_first_update(cfg: PPOConfig) -> bool:
+    """Whether the old logprobs and values come from the first update's forward: one minibatch covers the
+    rollout, so that forward sees the policy and value model before any update."""
+    return cfg.mini_batch_size == cfg.batch_size
 
 
 def _step(accelerator, loss: torch.Tensor, params, optimizer, max_norm: float) -> None:

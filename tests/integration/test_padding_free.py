@@ -7,18 +7,24 @@ values and the gradients they produce must agree to 1e-5 on tiny models:
 - summed sequence logprobs and the DPO loss (right-padded prompt + response rows),
 - the SFT loss,
 - the rewards of a decoder reward model, and reward training in micro-batches,
-- an RL gradient step in micro-batches with accumulated gradients.
+- an RL gradient step in micro-batches with accumulated gradients,
+- PPO's old logprobs and values taken from the first update's forward, against a separate pass.
 ``pack_tokens`` is small here so that a batch spans several packed rows.
 """
+
+import json
 
 import pytest
 import torch
 from accelerate import Accelerator
+from safetensors.torch import load_file
+from transformers import AttentionInterface
 
 from rlhfkit.data.collate import collate_pairs, encode_pair, encode_prompts, pad_sequences
 from rlhfkit.data.records import PreferencePair
 from rlhfkit.losses import grpo_loss, sft_loss
 from rlhfkit.losses.dpo import DPOParams, PairLogps, sigmoid_loss
+from rlhfkit.models.attention import SEGMENT_SDPA, segment_sdpa_attention
 from rlhfkit.models.loading import load_policy, load_reward_model, load_tokenizer
 from rlhfkit.models.logprobs import (
     next_token_logprobs,
@@ -28,7 +34,10 @@ from rlhfkit.models.logprobs import (
 from rlhfkit.models.packing import length_groups, pack
 from rlhfkit.models.reward import first_token_last_layer, reward_scores
 from rlhfkit.models.value import ValueHead, ValueModel
+from rlhfkit.trainers import ppo
+from rlhfkit.trainers.common import DataConfig
 from rlhfkit.trainers.micro import accumulated_step, micro_batches
+from rlhfkit.trainers.ppo import PPOConfig, train_ppo
 from rlhfkit.trainers.reward import reward_step
 
 PROMPTS = [
@@ -63,10 +72,15 @@ def _assert_same(plain_fn, packed_fn, model):
         torch.testing.assert_close(packed_grads[name], grad, atol=1e-5, rtol=1e-5, msg=name)
 
 
-@pytest.fixture(params=["llama", "gpt2"])
+@pytest.fixture(params=["llama", "gpt2", "llama-masked"])
 def policy(request):
-    name = "tiny_policy_dir" if request.param == "llama" else "tiny_gpt2_policy_dir"
-    return load_policy(request.getfixturevalue(name), trainable=True)
+    """A tiny decoder as rlhfkit loads it (per-sequence attention in packed rows), and one switched back to
+    transformers' SDPA, which attends a packed row with a mask."""
+    name = "tiny_gpt2_policy_dir" if request.param == "gpt2" else "tiny_policy_dir"
+    model = load_policy(request.getfixturevalue(name), trainable=True)
+    if request.param == "llama-masked":
+        model.set_attn_implementation("sdpa")
+    return model
 
 
 @pytest.fixture
@@ -96,7 +110,7 @@ def _shares(input_ids, attention_mask) -> bool:
 def test_packing_spans_several_rows_without_padding(pair_batch):
     ids, mask = pair_batch["input_ids"], pair_batch["attention_mask"]
     packing = pack(ids, mask, PACK)
-    assert len(packing.rows) > 2 and all(row.allowed is None for row in packing.rows)
+    assert len(packing.rows) > 2 and not any(row.shares for row in packing.rows)
     laid, positions = _laid_out(packing)
     assert len(laid) == int(mask.sum())  # nothing shared, no padding
     assert torch.equal(laid[packing.columns], ids[mask.bool()])
@@ -113,7 +127,7 @@ def test_shared_prefix_layout():
     assert row.input_ids[0].tolist() == [7] * 5 + prompt + [50, 51, 60]
     assert row.position_ids[0].tolist() == [*range(5), *range(18), 18, 19, 18]
     assert packing.columns.tolist() == [*range(5, 23), 23, 24, *range(5), *range(5, 23), 25]
-    allowed = row.allowed
+    allowed = row.allowed()
     assert allowed[4, :5].all() and not allowed[4, 5:].any()  # the first sequence: causal, alone
     assert allowed[24, 5:25].all() and not allowed[24, :5].any()  # [50, 51]: the prompt and itself
     assert allowed[25, 5:23].all() and allowed[25, 25] and not allowed[25, 23:25].any()  # [60]
@@ -121,13 +135,32 @@ def test_shared_prefix_layout():
     # without sharing, or in rows too short for the group, every token has its own column
     for plain in (pack(ids, mask, 64, share_prefixes=False), pack(ids, mask, 20)):
         assert int(plain.offsets[-1]) == int(mask.sum())
-        assert all(r.allowed is None for r in plain.rows)
+        assert not any(r.shares for r in plain.rows)
+
+
+@pytest.mark.parametrize("name", ["tiny_policy_dir", "tiny_gpt2_policy_dir"])
+def test_packed_rows_are_attended_per_sequence(request, tokenizer, tmp_path, monkeypatch, name):
+    model = load_policy(request.getfixturevalue(name), trainable=False)
+    layouts = []
+
+    def spy(*args, packed_groups=None, **kwargs):
+        layouts.append(packed_groups)
+        return segment_sdpa_attention(*args, packed_groups=packed_groups, **kwargs)
+
+    monkeypatch.setitem(AttentionInterface._global_mapping, SEGMENT_SDPA, spy)
+    ids, mask = encode_prompts(tokenizer, [p for p in PROMPTS for _ in range(2)], 64, use_chat_template=False)
+    with torch.no_grad():
+        next_token_logprobs(model, ids, mask, mask * (mask.cumsum(1) > 1), pack_tokens=SHARE)
+    assert layouts and all(layout is not None for layout in layouts)  # every packed row, every layer
+    assert any(len(suffixes) > 1 for layout in layouts for _, suffixes in layout)  # shared prompts
+    model.save_pretrained(tmp_path)  # the attention choice is not saved: plain transformers loads it
+    assert SEGMENT_SDPA not in (tmp_path / "config.json").read_text()
 
 
 def test_short_common_prefix_is_not_shared():
     ids, mask = pad_sequences([list(range(10)) + [1], list(range(10)) + [2]], 0, side="right")
     packing = pack(ids, mask, 64)
-    assert int(packing.offsets[-1]) == 22 and packing.rows[0].allowed is None
+    assert int(packing.offsets[-1]) == 22 and not packing.rows[0].shares
 
 
 @pytest.mark.parametrize("pack_tokens", PACKS)
@@ -318,3 +351,45 @@ def test_micro_batched_step_equals_one_minibatch(tiny_policy_dir, tokenizer, agg
     for name, delta in whole_delta.items():
         torch.testing.assert_close(micro_delta[name], delta, atol=1e-5, rtol=1e-5, msg=name)
     assert any(d.abs().sum() > 0 for d in whole_delta.values())
+
+
+@pytest.mark.parametrize("shared_value_head", [False, True])
+def test_ppo_old_outputs_from_the_first_update_equal_a_separate_pass(
+    tiny_policy_dir, tiny_reward_dir, toy_preferences, tmp_path, monkeypatch, shared_value_head
+):
+    """One minibatch per epoch: the old logprobs and values taken from the first update's forward give
+    the same run (metrics and trained weights) as a separate no-grad pass."""
+
+    def run(name):
+        cfg = PPOConfig(
+            policy=str(tiny_policy_dir),
+            reward_model=None,
+            value_model=None if shared_value_head else str(tiny_reward_dir),
+            shared_value_head=shared_value_head,
+            output_dir=str(tmp_path / name),
+            data=DataConfig(path=str(toy_preferences)),
+            steps=2,
+            batch_size=4,
+            mini_batch_size=4,
+            ppo_epochs=2,
+            max_new_tokens=8,
+            temperature=1.0,
+            lr=1e-2,
+            value_lr=1e-2,
+            threads=1,
+        )
+        train_ppo(cfg, reward_fn=lambda prompts, texts: [float(t.count("a")) for t in texts])
+        rows = [json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+        return rows, load_file(tmp_path / name / "model.safetensors")
+
+    fused_rows, fused_weights = run("fused")
+    monkeypatch.setattr(ppo, "_fused_first_update", lambda cfg: False)
+    plain_rows, plain_weights = run("plain")
+    for fused, plain in zip(fused_rows, plain_rows, strict=True):
+        for key in ("score", "kl", "policy_loss", "value_loss", "clip_frac", "entropy"):
+            assert fused[key] == pytest.approx(plain[key], abs=1e-5), key
+    assert fused_rows[-1]["policy_loss"] != 0.0
+    for name, weight in plain_weights.items():
+        torch.testing.assert_close(fused_weights[name], weight, atol=1e-5, rtol=1e-5, msg=name)
+    initial = load_file(tiny_policy_dir / "model.safetensors")
+    assert any(not torch.equal(initial[n], w) for n, w in plain_weights.items() if n in initial)
