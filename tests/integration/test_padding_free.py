@@ -7,17 +7,14 @@ values and the gradients they produce must agree to 1e-5 on tiny models:
 - summed sequence logprobs and the DPO loss (right-padded prompt + response rows),
 - the SFT loss,
 - the rewards of a decoder reward model, and reward training in micro-batches,
-- an RL gradient step in micro-batches with accumulated gradients,
-- PPO's old logprobs and values taken from the first update's forward, against a separate pass.
+- an RL gradient step in micro-batches with accumulated gradients.
+(PPO's old logprobs taken from its first update's forward: tests/integration/test_trainers.py.)
 ``pack_tokens`` is small here so that a batch spans several packed rows.
 """
-
-import json
 
 import pytest
 import torch
 from accelerate import Accelerator
-from safetensors.torch import load_file
 from transformers import AttentionInterface
 
 from rlhfkit.data.collate import collate_pairs, encode_pair, encode_prompts, pad_sequences
@@ -34,10 +31,7 @@ from rlhfkit.models.logprobs import (
 from rlhfkit.models.packing import length_groups, pack
 from rlhfkit.models.reward import first_token_last_layer, reward_scores
 from rlhfkit.models.value import ValueHead, ValueModel
-from rlhfkit.trainers import ppo
-from rlhfkit.trainers.common import DataConfig
 from rlhfkit.trainers.micro import accumulated_step, micro_batches
-from rlhfkit.trainers.ppo import PPOConfig, train_ppo
 from rlhfkit.trainers.reward import reward_step
 
 PROMPTS = [
@@ -351,45 +345,3 @@ def test_micro_batched_step_equals_one_minibatch(tiny_policy_dir, tokenizer, agg
     for name, delta in whole_delta.items():
         torch.testing.assert_close(micro_delta[name], delta, atol=1e-5, rtol=1e-5, msg=name)
     assert any(d.abs().sum() > 0 for d in whole_delta.values())
-
-
-@pytest.mark.parametrize("shared_value_head", [False, True])
-def test_ppo_old_outputs_from_the_first_update_equal_a_separate_pass(
-    tiny_policy_dir, tiny_reward_dir, toy_preferences, tmp_path, monkeypatch, shared_value_head
-):
-    """One minibatch per epoch: the old logprobs and values taken from the first update's forward give
-    the same run (metrics and trained weights) as a separate no-grad pass."""
-
-    def run(name):
-        cfg = PPOConfig(
-            policy=str(tiny_policy_dir),
-            reward_model=None,
-            value_model=None if shared_value_head else str(tiny_reward_dir),
-            shared_value_head=shared_value_head,
-            output_dir=str(tmp_path / name),
-            data=DataConfig(path=str(toy_preferences)),
-            steps=2,
-            batch_size=4,
-            mini_batch_size=4,
-            ppo_epochs=2,
-            max_new_tokens=8,
-            temperature=1.0,
-            lr=1e-2,
-            value_lr=1e-2,
-            threads=1,
-        )
-        train_ppo(cfg, reward_fn=lambda prompts, texts: [float(t.count("a")) for t in texts])
-        rows = [json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
-        return rows, load_file(tmp_path / name / "model.safetensors")
-
-    fused_rows, fused_weights = run("fused")
-    monkeypatch.setattr(ppo, "_fused_first_update", lambda cfg: False)
-    plain_rows, plain_weights = run("plain")
-    for fused, plain in zip(fused_rows, plain_rows, strict=True):
-        for key in ("score", "kl", "policy_loss", "value_loss", "clip_frac", "entropy"):
-            assert fused[key] == pytest.approx(plain[key], abs=1e-5), key
-    assert fused_rows[-1]["policy_loss"] != 0.0
-    for name, weight in plain_weights.items():
-        torch.testing.assert_close(fused_weights[name], weight, atol=1e-5, rtol=1e-5, msg=name)
-    initial = load_file(tiny_policy_dir / "model.safetensors")
-    assert any(not torch.equal(initial[n], w) for n, w in plain_weights.items() if n in initial)

@@ -6,9 +6,11 @@ import json
 
 import pytest
 import torch
+from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
 from rlhfkit.eval.evaluate import EvalConfig, evaluate
+from rlhfkit.trainers import ppo
 from rlhfkit.trainers.common import DataConfig
 from rlhfkit.trainers.ppo import PPOConfig, train_ppo
 from rlhfkit.trainers.reward import RewardConfig, train_reward
@@ -74,29 +76,37 @@ def _count_a(prompts, completions):
     return [float(c.count("a")) for c in completions]
 
 
+def _toy_ppo(dirs, out, shared_value_head, batch: tuple[int, int, int], lr: float, **kw) -> PPOConfig:
+    """PPO of the tiny policy on the toy prompts (``dirs``: policy, value model, data), rewarded by
+    :func:`_count_a`, with a value model or the value head on the policy; ``batch``: prompts per
+    rollout, minibatch size, PPO epochs; ``lr`` for the policy and the value function."""
+    policy_dir, value_dir, preferences = dirs
+    batch_size, mini_batch_size, ppo_epochs = batch
+    return PPOConfig(
+        policy=str(policy_dir),
+        reward_model=None,
+        value_model=None if shared_value_head else str(value_dir),
+        shared_value_head=shared_value_head,
+        output_dir=str(out),
+        data=_data(preferences),
+        max_new_tokens=12,
+        batch_size=batch_size,
+        mini_batch_size=mini_batch_size,
+        ppo_epochs=ppo_epochs,
+        lr=lr,
+        value_lr=lr,
+        temperature=1.0,
+        missing_eos_penalty=0.0,
+        **kw,
+    )
+
+
 @pytest.mark.parametrize("shared_value_head", [False, True])
 def test_ppo_raises_a_toy_reward_with_finite_kl(
     tiny_policy_dir, tiny_reward_dir, toy_preferences, tmp_path, shared_value_head
 ):
-    cfg = PPOConfig(
-        policy=str(tiny_policy_dir),
-        reward_model=None,
-        value_model=None if shared_value_head else str(tiny_reward_dir),
-        shared_value_head=shared_value_head,
-        output_dir=str(tmp_path / "ppo"),
-        data=_data(toy_preferences),
-        steps=30,
-        batch_size=8,
-        mini_batch_size=4,
-        ppo_epochs=2,
-        max_new_tokens=12,
-        temperature=1.0,
-        lr=3e-3,
-        value_lr=3e-3,
-        kl_coef=0.02,
-        missing_eos_penalty=0.0,
-        threads=2,
-    )
+    dirs = (tiny_policy_dir, tiny_reward_dir, toy_preferences)
+    cfg = _toy_ppo(dirs, tmp_path / "ppo", shared_value_head, (8, 4, 2), 3e-3, steps=30, kl_coef=0.02)
     summary = train_ppo(cfg, reward_fn=_count_a)
     rows = [json.loads(line) for line in (tmp_path / "ppo" / "metrics.jsonl").read_text().splitlines()]
     first = sum(r["score"] for r in rows[:5]) / 5
@@ -111,6 +121,36 @@ def test_ppo_raises_a_toy_reward_with_finite_kl(
         late = rows[-5:]
         assert sum(r["value_mean"] for r in late) > 0.7 * sum(r["score"] for r in late)
     AutoModelForCausalLM.from_pretrained(tmp_path / "ppo")
+
+
+@pytest.mark.parametrize("shared_value_head", [False, True])
+def test_ppo_old_outputs_from_the_first_update_equal_a_separate_pass(
+    tiny_policy_dir, tiny_reward_dir, toy_preferences, tmp_path, monkeypatch, shared_value_head
+):
+    """One minibatch per epoch: the old logprobs and values taken from the first update's forward give
+    the same run (metrics and trained weights, to 1e-5) as a separate no-grad pass."""
+
+    def run(name):
+        dirs = (tiny_policy_dir, tiny_reward_dir, toy_preferences)
+        cfg = _toy_ppo(dirs, tmp_path / name, shared_value_head, (4, 4, 2), 1e-2, steps=2)
+        train_ppo(cfg, reward_fn=_count_a)
+        rows = [json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+        return rows, load_file(tmp_path / name / "model.safetensors")
+
+    fused_rows, fused_weights = run("fused")
+    monkeypatch.setattr(ppo, "_fused_first_update", lambda cfg: False)
+    plain_rows, plain_weights = run("plain")
+    for fused, plain in zip(fused_rows, plain_rows, strict=True):
+        for key in ("score", "kl", "policy_loss", "value_loss", "clip_frac", "entropy"):
+            assert fused[key] == pytest.approx(plain[key], abs=1e-5), key
+    assert fused_rows[-1]["policy_loss"] != 0.0
+    # the weights: Adam turns float noise in a near-zero gradient into a step of up to lr (1e-2), so a few
+    # entries may differ by more than rounding; any real difference would move every entry
+    initial = load_file(tiny_policy_dir / "model.safetensors")
+    for name, weight in plain_weights.items():
+        gap = (fused_weights[name] - weight).abs()
+        moved = (weight - initial[name]).abs().mean()
+        assert moved > 1e-3 and gap.mean() < 1e-3 * moved and gap.max() < 1e-3, name
 
 
 @pytest.fixture(scope="module")
