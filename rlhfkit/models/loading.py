@@ -24,7 +24,6 @@ from transformers import (
 )
 
 from rlhfkit.errors import ModelNotFoundError
-from rlhfkit.models.attention import use_segment_attention
 from rlhfkit.models.builtin import BUILTIN_MODELS, builtin_model_dir
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -103,7 +102,6 @@ def load_policy(name: str | Path, dtype: str = "float32", trainable: bool = True
     model = AutoModelForCausalLM.from_pretrained(
         path, config=_config_without_dropout(path), dtype=DTYPES[dtype]
     )
-    use_segment_attention(model)
     return _finish(model, trainable)
 
 
@@ -128,8 +126,6 @@ def load_reward_model(
         tokenizer = load_tokenizer(path)
         config.pad_token_id = tokenizer.pad_token_id
     model = AutoModelForSequenceClassification.from_pretrained(path, config=config, dtype=DTYPES[dtype])
-    if hasattr(model, "score"):  # a decoder: run padding-free (rlhfkit.models.packing)
-        use_segment_attention(model)
     return _finish(model, trainable)
 
 

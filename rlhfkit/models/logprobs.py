@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 from transformers import PreTrainedModel
 
-from rlhfkit.models.packing import PACK_TOKENS, can_pack, pack, unpack
+from rlhfkit.models.packing import PACK_TOKENS, can_pack, model_dtype, pack, unpack
 
 
 def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
@@ -138,7 +138,7 @@ def _at_targets(out, predictors, tokens, temperature, with_entropy, value_head) 
 def _packed_outputs(model, input_ids, attention_mask, target, heads, pack_tokens) -> TokenOutputs:
     real = attention_mask.bool()
     packing = pack(input_ids, attention_mask, pack_tokens)
-    device = input_ids.device
+    device, dtype = input_ids.device, model_dtype(model)
     flat_ids = input_ids[real]  # (N,)
     index = target[real].nonzero().squeeze(1)  # (K,) targets among the N real tokens
     # the token before a target predicts it (same batch row: a target is never a row's first token)
@@ -152,7 +152,7 @@ def _packed_outputs(model, input_ids, attention_mask, target, heads, pack_tokens
             continue
         local = predictors[mine] - offsets[r]  # (K_r,) columns within the row
         out = model(
-            **row.inputs(model),
+            **row.inputs(device, dtype),
             logits_to_keep=local,
             output_hidden_states=heads[2] is not None,
             use_cache=False,

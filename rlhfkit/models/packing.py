@@ -33,55 +33,26 @@ from dataclasses import dataclass
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from rlhfkit.models.attention import takes_packed_groups
-
 PACK_TOKENS = 512  # tokens per packed row: longer rows waste attention compute, shorter ones call overhead
 MIN_SHARED_TOKENS = 16  # a shorter common prefix is not worth a group (and its attention mask)
 
 
 @dataclass
 class PackedRow:
-    """One packed row: ``input_ids`` and ``position_ids`` (1, W), and its ``groups`` in column order, each
-    ``(shared, suffixes)``: a prefix of ``shared`` columns, then one suffix of each listed length per member
-    sequence (a sequence that shares nothing is ``(length, [0])``). The widths sum to W."""
+    """One packed row: ``input_ids`` and ``position_ids`` (1, W) and, where it holds a group with a shared
+    prefix, ``allowed`` (W, W) bool (query, key) pairs that may attend; None otherwise."""
 
     input_ids: torch.Tensor
     position_ids: torch.Tensor
-    groups: list[tuple[int, list[int]]]
+    allowed: torch.Tensor | None
 
-    @property
-    def shares(self) -> bool:
-        """Whether some group of the row has a prefix shared by several sequences."""
-        return any(len(suffixes) > 1 for _, suffixes in self.groups)
-
-    def allowed(self) -> torch.Tensor:
-        """(W, W) bool: the (query, key) pairs that may attend. A column sees the columns of its group up to
-        itself that lie on the prefix or on its own suffix."""
-        blocks: list[int] = []  # the group of each column
-        branches: list[int] = []  # 0 on a shared prefix, k on the suffix of the group's k-th sequence
-        for g, (shared, suffixes) in enumerate(self.groups):
-            blocks += [g] * (shared + sum(suffixes))
-            branches += [0] * shared + [k for k, n in enumerate(suffixes, start=1) for _ in range(n)]
-        block, branch = torch.tensor(blocks), torch.tensor(branches)
-        index = torch.arange(len(blocks))
-        return (
-            (block[:, None] == block[None, :])
-            & (index[None, :] <= index[:, None])  # causal: keys up to the query's column
-            & ((branch[None, :] == 0) | (branch[None, :] == branch[:, None]))  # the prefix or its own suffix
-        )
-
-    def inputs(self, model: torch.nn.Module) -> dict:
-        """Keyword arguments of ``model``'s forward: ids, positions, and the layout for a model that takes
-        it (:mod:`rlhfkit.models.attention`), else, where a prefix is shared, the additive (1, 1, W, W)
-        mask (0 where allowed, the dtype's minimum elsewhere)."""
-        device, dtype = next(model.parameters()).device, model_dtype(model)
+    def inputs(self, device: torch.device, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+        """Keyword arguments of the model's forward: ids, positions and the additive (1, 1, W, W) mask of
+        ``dtype`` (0 where allowed, the dtype's minimum elsewhere), if any."""
         out = {"input_ids": self.input_ids.to(device), "position_ids": self.position_ids.to(device)}
-        if takes_packed_groups(model):
-            out["packed_groups"] = self.groups
-        elif self.shares:
-            width = self.input_ids.size(1)
-            blocked = torch.full((width, width), torch.finfo(dtype).min, dtype=dtype, device=device)
-            out["attention_mask"] = blocked.masked_fill(self.allowed().to(device), 0.0)[None, None]
+        if self.allowed is not None:
+            blocked = torch.full(self.allowed.shape, torch.finfo(dtype).min, dtype=dtype, device=device)
+            out["attention_mask"] = blocked.masked_fill(self.allowed.to(device), 0.0)[None, None]
         return out
 
 
@@ -198,18 +169,31 @@ def _layout(
     """One packed row holding ``groups`` from column ``offset`` on; fills their tokens' ``columns``."""
     ids: list[int] = []
     positions: list[int] = []
-    for group in groups:
+    blocks: list[int] = []  # the group of each column
+    branches: list[int] = []  # 0 on a shared prefix, k on the suffix of the group's k-th sequence
+    for g, group in enumerate(groups):
         shared, prefix_column = group.shared, offset + len(ids)
         ids += seqs[group.members[0]][:shared]
         positions += range(shared)
-        for b in group.members:
+        blocks += [g] * shared
+        branches += [0] * shared
+        for k, b in enumerate(group.members, start=1):
             seq, at = seqs[b], starts[b]
             columns[at : at + shared] = torch.arange(prefix_column, prefix_column + shared)
             columns[at + shared : at + len(seq)] = torch.arange(len(seq) - shared) + offset + len(ids)
             ids += seq[shared:]
             positions += range(shared, len(seq))
-    layout = [(g.shared, [len(seqs[b]) - g.shared for b in g.members]) for g in groups]
-    return PackedRow(torch.tensor([ids]), torch.tensor([positions]), layout)
+            blocks += [g] * (len(seq) - shared)
+            branches += [k] * (len(seq) - shared)
+    allowed = None
+    if any(len(group.members) > 1 for group in groups):
+        block, branch, index = torch.tensor(blocks), torch.tensor(branches), torch.arange(len(ids))
+        allowed = (
+            (block[:, None] == block[None, :])
+            & (index[None, :] <= index[:, None])  # causal: keys up to the query's column
+            & ((branch[None, :] == 0) | (branch[None, :] == branch[:, None]))  # the prefix or its own suffix
+        )
+    return PackedRow(torch.tensor([ids]), torch.tensor([positions]), allowed)
 
 
 def unpack(values: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -234,12 +218,13 @@ def packed_hidden_states(
     """Last hidden states (N, H) of the real tokens of a padded batch, from padding-free forwards (shared
     prefixes computed once) of a decoder ``backbone`` (e.g. ``model.base_model`` of a sequence
     classifier); in the order of ``input_ids[attention_mask.bool()]``."""
+    device, dtype = next(backbone.parameters()).device, model_dtype(backbone)
     packing = pack(input_ids, attention_mask, pack_tokens)
     hidden = [
-        backbone(**row.inputs(backbone), use_cache=False).last_hidden_state[0]  # (W, H)
+        backbone(**row.inputs(device, dtype), use_cache=False).last_hidden_state[0]  # (W, H)
         for row in packing.rows
     ]
-    return torch.cat(hidden)[packing.columns.to(hidden[0].device)]  # (C, H) -> (N, H)
+    return torch.cat(hidden)[packing.columns.to(device)]  # (C, H) -> (N, H)
 
 
 def length_groups(lengths: list[int], max_tokens: int) -> list[list[int]]:

@@ -8,20 +8,17 @@ values and the gradients they produce must agree to 1e-5 on tiny models:
 - the SFT loss,
 - the rewards of a decoder reward model, and reward training in micro-batches,
 - an RL gradient step in micro-batches with accumulated gradients.
-(PPO's old logprobs taken from its first update's forward: tests/integration/test_trainers.py.)
 ``pack_tokens`` is small here so that a batch spans several packed rows.
 """
 
 import pytest
 import torch
 from accelerate import Accelerator
-from transformers import AttentionInterface
 
 from rlhfkit.data.collate import collate_pairs, encode_pair, encode_prompts, pad_sequences
 from rlhfkit.data.records import PreferencePair
 from rlhfkit.losses import grpo_loss, sft_loss
 from rlhfkit.losses.dpo import DPOParams, PairLogps, sigmoid_loss
-from rlhfkit.models.attention import SEGMENT_SDPA, segment_sdpa_attention
 from rlhfkit.models.loading import load_policy, load_reward_model, load_tokenizer
 from rlhfkit.models.logprobs import (
     next_token_logprobs,
@@ -66,15 +63,10 @@ def _assert_same(plain_fn, packed_fn, model):
         torch.testing.assert_close(packed_grads[name], grad, atol=1e-5, rtol=1e-5, msg=name)
 
 
-@pytest.fixture(params=["llama", "gpt2", "llama-masked"])
+@pytest.fixture(params=["llama", "gpt2"])
 def policy(request):
-    """A tiny decoder as rlhfkit loads it (per-sequence attention in packed rows), and one switched back to
-    transformers' SDPA, which attends a packed row with a mask."""
-    name = "tiny_gpt2_policy_dir" if request.param == "gpt2" else "tiny_policy_dir"
-    model = load_policy(request.getfixturevalue(name), trainable=True)
-    if request.param == "llama-masked":
-        model.set_attn_implementation("sdpa")
-    return model
+    name = "tiny_policy_dir" if request.param == "llama" else "tiny_gpt2_policy_dir"
+    return load_policy(request.getfixturevalue(name), trainable=True)
 
 
 @pytest.fixture
@@ -104,7 +96,7 @@ def _shares(input_ids, attention_mask) -> bool:
 def test_packing_spans_several_rows_without_padding(pair_batch):
     ids, mask = pair_batch["input_ids"], pair_batch["attention_mask"]
     packing = pack(ids, mask, PACK)
-    assert len(packing.rows) > 2 and not any(row.shares for row in packing.rows)
+    assert len(packing.rows) > 2 and all(row.allowed is None for row in packing.rows)
     laid, positions = _laid_out(packing)
     assert len(laid) == int(mask.sum())  # nothing shared, no padding
     assert torch.equal(laid[packing.columns], ids[mask.bool()])
@@ -121,7 +113,7 @@ def test_shared_prefix_layout():
     assert row.input_ids[0].tolist() == [7] * 5 + prompt + [50, 51, 60]
     assert row.position_ids[0].tolist() == [*range(5), *range(18), 18, 19, 18]
     assert packing.columns.tolist() == [*range(5, 23), 23, 24, *range(5), *range(5, 23), 25]
-    allowed = row.allowed()
+    allowed = row.allowed
     assert allowed[4, :5].all() and not allowed[4, 5:].any()  # the first sequence: causal, alone
     assert allowed[24, 5:25].all() and not allowed[24, :5].any()  # [50, 51]: the prompt and itself
     assert allowed[25, 5:23].all() and allowed[25, 25] and not allowed[25, 23:25].any()  # [60]
@@ -129,32 +121,13 @@ def test_shared_prefix_layout():
     # without sharing, or in rows too short for the group, every token has its own column
     for plain in (pack(ids, mask, 64, share_prefixes=False), pack(ids, mask, 20)):
         assert int(plain.offsets[-1]) == int(mask.sum())
-        assert not any(r.shares for r in plain.rows)
-
-
-@pytest.mark.parametrize("name", ["tiny_policy_dir", "tiny_gpt2_policy_dir"])
-def test_packed_rows_are_attended_per_sequence(request, tokenizer, tmp_path, monkeypatch, name):
-    model = load_policy(request.getfixturevalue(name), trainable=False)
-    layouts = []
-
-    def spy(*args, packed_groups=None, **kwargs):
-        layouts.append(packed_groups)
-        return segment_sdpa_attention(*args, packed_groups=packed_groups, **kwargs)
-
-    monkeypatch.setitem(AttentionInterface._global_mapping, SEGMENT_SDPA, spy)
-    ids, mask = encode_prompts(tokenizer, [p for p in PROMPTS for _ in range(2)], 64, use_chat_template=False)
-    with torch.no_grad():
-        next_token_logprobs(model, ids, mask, mask * (mask.cumsum(1) > 1), pack_tokens=SHARE)
-    assert layouts and all(layout is not None for layout in layouts)  # every packed row, every layer
-    assert any(len(suffixes) > 1 for layout in layouts for _, suffixes in layout)  # shared prompts
-    model.save_pretrained(tmp_path)  # the attention choice is not saved: plain transformers loads it
-    assert SEGMENT_SDPA not in (tmp_path / "config.json").read_text()
+        assert all(r.allowed is None for r in plain.rows)
 
 
 def test_short_common_prefix_is_not_shared():
     ids, mask = pad_sequences([list(range(10)) + [1], list(range(10)) + [2]], 0, side="right")
     packing = pack(ids, mask, 64)
-    assert int(packing.offsets[-1]) == 22 and not packing.rows[0].shares
+    assert int(packing.offsets[-1]) == 22 and packing.rows[0].allowed is None
 
 
 @pytest.mark.parametrize("pack_tokens", PACKS)
