@@ -118,7 +118,8 @@ def _config(spec: dict):
 
 def _instrument(kind: str, counter: TokenCounter, marks: list[tuple[float, int]]) -> None:
     """Count the trained model's tokens, and read the clock and the count at every logged step."""
-    module = importlib.import_module(f"rlhfkit.trainers.{kind}")
+    where = "rl_run" if kind in ("grpo", "rloo", "ppo") else kind  # the RL trainers load through rl_run
+    module = importlib.import_module(f"rlhfkit.trainers.{where}")
     name = "load_reward_model" if kind == "reward" else "load_policy"
     load = getattr(module, name)
 

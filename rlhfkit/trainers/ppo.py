@@ -38,13 +38,11 @@ CLI: ``rlhfkit ppo [config.yaml] [key=value ...]``.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
 import torch
-from tqdm.auto import tqdm
 
 from rlhfkit.algos import (
     AdaptiveKLController,
@@ -56,15 +54,9 @@ from rlhfkit.algos import (
 from rlhfkit.config import option
 from rlhfkit.data import Prompt, load_prompts
 from rlhfkit.losses import kl_estimate, masked_mean, ppo_policy_loss, ppo_value_loss
-from rlhfkit.models.loading import load_policy, load_reward_model, load_tokenizer
+from rlhfkit.models.loading import load_reward_model
 from rlhfkit.models.logprobs import TokenOutputs, response_logprobs
-from rlhfkit.models.lora import (
-    LoRAConfig,
-    enable_gradient_checkpointing,
-    needs_reference_copy,
-    prepare_trainable,
-    reference_of,
-)
+from rlhfkit.models.lora import LoRAConfig, enable_gradient_checkpointing, reference_of
 from rlhfkit.models.reward import load_reward_tokenizer
 from rlhfkit.models.value import ValueHead, ValueModel
 from rlhfkit.rewards import CombinedReward, FunctionReward, ModelReward
@@ -72,21 +64,24 @@ from rlhfkit.rollout.sampling import Sampling, rollout
 from rlhfkit.trainers.checkpoint import CheckpointConfig, Checkpointer, check_finite
 from rlhfkit.trainers.common import (
     DataConfig,
-    MetricsLog,
     ReportTo,
-    batches,
-    from_main,
-    generator_states,
     load_split,
     make_accelerator,
     make_optimizer,
     mean_over_processes,
-    restore_generator,
     sampling_generator,
-    save_trained,
     setup_torch,
     shard,
     to_device,
+)
+from rlhfkit.trainers.rl_run import (
+    PhaseClock,
+    checkpoint_if_due,
+    finish,
+    load_policy_and_reference,
+    resume,
+    score_rollout,
+    step_progress,
 )
 
 RewardFn = Callable[[list[Prompt], list[str]], list[float]]
@@ -182,7 +177,6 @@ def train_ppo(cfg: PPOConfig, reward_fn: RewardFn | None = None) -> dict:
         rlhfkit.models.loading.ModelNotFoundError: a model cannot be found.
     """
     accelerator = make_accelerator()
-    main, world = accelerator.is_main_process, accelerator.num_processes
     setup_torch(cfg.seed, cfg.threads)
     prompts, _ = load_split(cfg.data, load_prompts)
     value_init = cfg.value_model or cfg.reward_model
@@ -191,12 +185,7 @@ def train_ppo(cfg: PPOConfig, reward_fn: RewardFn | None = None) -> dict:
             "PPO needs a value model: set value_model (or reward_model to initialise it from), "
             "or shared_value_head=true"
         )
-    tokenizer = load_tokenizer(cfg.policy)
-    policy = prepare_trainable(load_policy(cfg.policy, cfg.dtype), cfg.lora, cfg.gradient_checkpointing)
-    reference = None  # with LoRA: the policy with its adapter off
-    if needs_reference_copy(cfg.lora, cfg.policy, cfg.reference):
-        reference = load_policy(cfg.reference or cfg.policy, cfg.dtype, trainable=False)
-        reference.to(accelerator.device)
+    tokenizer, policy, reference = load_policy_and_reference(cfg, accelerator)
     reward = ppo_reward(cfg, reward_fn)
     updates = cfg.steps * cfg.ppo_epochs * (cfg.batch_size // cfg.mini_batch_size)
     policy_opt, _ = make_optimizer(policy.parameters(), cfg.lr, 0.0, 0, updates)
@@ -229,37 +218,25 @@ def train_ppo(cfg: PPOConfig, reward_fn: RewardFn | None = None) -> dict:
             **({"value_opt": value_opt} if value_opt is not None else {}),
             "generator": generator,
         },
-        main=main,
+        main=accelerator.is_main_process,
     )
-    start, extra = checkpoints.start()
-    if start:
-        restore_generator(accelerator, generator, extra.get("generators"), cfg.seed, start)
+    start, extra, stream, log = resume(cfg, accelerator, checkpoints, generator, prompts)
     kl_ctl.beta = extra.get("beta", kl_ctl.beta)
-    stream = batches([p.prompt for p in prompts], cfg.batch_size * world, cfg.seed, skip=start)
-    log = MetricsLog(cfg.output_dir, resume_step=start, report_to=cfg.report_to, config=cfg, main=main)
     # DDP-wrapped copies for the gradient steps; `policy` and `value` stay the plain modules, which
     # sample and score without gradients
     policy_ddp, value_ddp, policy_opt = accelerator.prepare(policy, value, policy_opt)
     if value_opt is not None:
         value_opt = accelerator.prepare(value_opt)
 
-    progress = tqdm(
-        range(start + 1, cfg.steps + 1),
-        desc="ppo",
-        unit="rollout",
-        initial=start,
-        total=cfg.steps,
-        disable=not main,
-    )
+    progress = step_progress("ppo", "rollout", start, cfg.steps, accelerator.is_main_process)
     for step in progress:
         # 1-2. rollout and score
-        clock = [time.perf_counter()]
+        clock = PhaseClock()
         prompts = shard(next(stream), accelerator)  # this process's prompts of the global batch
         ro = rollout(policy, tokenizer, prompts, Sampling.of(cfg), generator)
-        clock.append(time.perf_counter())
-        scores = reward(ro.prompts, ro.response_texts).total.to(accelerator.device)  # (B,)
-        check_finite(step, reward=scores)
-        penalised = scores - cfg.missing_eos_penalty * (~ro.has_eos).float().to(scores.device)
+        clock.mark()
+        scored, penalised = score_rollout(cfg, step, reward, ro)  # (B,)
+        scores = scored.total.to(penalised.device)  # (B,) as the reward model gave them
         mask = ro.response_mask.float()  # (B, R)
         seqs = (ro.query_ids, ro.query_mask, ro.response_ids, ro.response_mask)
 
@@ -285,7 +262,7 @@ def train_ppo(cfg: PPOConfig, reward_fn: RewardFn | None = None) -> dict:
             old, old_values = first
         old_logprobs = old.logprobs.detach()  # (B, R)
         old_values = old_values.detach() * mask  # (B, R)
-        clock.append(time.perf_counter())
+        clock.mark()
 
         # 4. KL-shaped rewards, GAE, whitening (over this process's batch)
         kl = kl_estimate(old_logprobs, ref_logprobs, cfg.kl_estimator) * mask  # (B, R)
@@ -327,9 +304,7 @@ def train_ppo(cfg: PPOConfig, reward_fn: RewardFn | None = None) -> dict:
                 }.items():
                     stats.setdefault(key, []).append(float(val.detach()))
 
-        clock.append(time.perf_counter())
-        phases = ("rollout", "score_ref_value", "update")
-        timing = {f"time_{k}": b - a for k, a, b in zip(phases, clock[:-1], clock[1:], strict=True)}
+        clock.mark()
 
         # 6. KL controller, on the KL averaged over processes (every process keeps the same beta)
         beta = kl_ctl.beta
@@ -344,34 +319,16 @@ def train_ppo(cfg: PPOConfig, reward_fn: RewardFn | None = None) -> dict:
                 "response_length": ro.lengths.float().mean(),
                 "no_eos_frac": (~ro.has_eos).float().mean(),
                 **{k: sum(v) / len(v) for k, v in stats.items()},
-                **timing,
+                **clock.times("rollout", "score_ref_value", "update"),
             },
         )
         metrics["kl"] = float(metrics["kl"])
-        kl_ctl.update(metrics["kl"], cfg.batch_size * world)
+        kl_ctl.update(metrics["kl"], cfg.batch_size * accelerator.num_processes)
         row = log.log(step, metrics)
         progress.set_postfix(score=f"{row['score']:.3f}", kl=f"{row['kl']:.2f}")
-        if checkpoints.due(step):
-            states = generator_states(accelerator, generator)  # every process's, collected on all
-            checkpoints.save(step, {"beta": kl_ctl.beta, "generators": states})
+        checkpoint_if_due(checkpoints, step, accelerator, generator, beta=kl_ctl.beta)
 
-    log.close()
-    policy.eval()
-    summary = None
-    if main:
-        first, last = log.rows[0], log.rows[-1]
-        summary = {
-            "stage": "ppo",
-            "steps": cfg.steps,
-            "processes": world,
-            "score_first": first["score"],
-            "score_last": last["score"],
-            "kl_last": last["kl"],
-            "response_length_last": last["response_length"],
-        }
-    summary = from_main(accelerator, summary)
-    save_trained(accelerator, policy_ddp, tokenizer, cfg.output_dir, cfg, summary)  # LoRA merged in
-    return summary
+    return finish(cfg, accelerator, log, (policy, policy_ddp), tokenizer, "ppo", "score")
 
 
 def _forward(

@@ -38,40 +38,39 @@ CLI: ``rlhfkit rloo [config.yaml] [key=value ...]``.
 from __future__ import annotations
 
 import functools
-import time
 from dataclasses import dataclass
 from typing import Literal
 
 import torch
-from tqdm.auto import tqdm
 
 from rlhfkit.algos import leave_one_out_advantages, zero_advantage_fraction
 from rlhfkit.config import option
 from rlhfkit.data import load_prompts
 from rlhfkit.losses import masked_mean, rloo_loss
-from rlhfkit.models.loading import load_policy, load_tokenizer
 from rlhfkit.models.logprobs import response_logprobs
-from rlhfkit.models.lora import needs_reference_copy, prepare_trainable, reference_of
+from rlhfkit.models.lora import reference_of
 from rlhfkit.rewards import build_reward
-from rlhfkit.rollout.sampling import Sampling, rollout
-from rlhfkit.trainers.checkpoint import Checkpointer, check_finite
+from rlhfkit.trainers.checkpoint import Checkpointer
 from rlhfkit.trainers.common import (
-    MetricsLog,
-    batches,
-    from_main,
-    generator_states,
     load_split,
     make_accelerator,
     make_optimizer,
     mean_over_processes,
-    restore_generator,
     sampling_generator,
-    save_trained,
     setup_torch,
-    shard,
 )
 from rlhfkit.trainers.group_config import GroupRLConfig
 from rlhfkit.trainers.micro import epoch_updates
+from rlhfkit.trainers.rl_run import (
+    PhaseClock,
+    checkpoint_if_due,
+    finish,
+    load_policy_and_reference,
+    resume,
+    sample_groups,
+    score_rollout,
+    step_progress,
+)
 
 
 @dataclass
@@ -121,16 +120,10 @@ def train_rloo(cfg: RLOOConfig) -> dict:
         rlhfkit.models.loading.ModelNotFoundError: a model cannot be found.
     """
     accelerator = make_accelerator()
-    main, world = accelerator.is_main_process, accelerator.num_processes
     setup_torch(cfg.seed, cfg.threads)
     prompts, _ = load_split(cfg.data, load_prompts)
-    tokenizer = load_tokenizer(cfg.policy)
-    policy = prepare_trainable(load_policy(cfg.policy, cfg.dtype), cfg.lora, cfg.gradient_checkpointing)
-    reference = None  # kl_coef = 0: no reference at all; with LoRA: the policy with its adapter off
-    use_reference = cfg.kl_coef > 0
-    if use_reference and needs_reference_copy(cfg.lora, cfg.policy, cfg.reference):
-        reference = load_policy(cfg.reference or cfg.policy, cfg.dtype, trainable=False)
-        reference.to(accelerator.device)
+    use_reference = cfg.kl_coef > 0  # kl_coef = 0: no reference at all
+    tokenizer, policy, reference = load_policy_and_reference(cfg, accelerator, use_reference)
     reward = build_reward(cfg.rewards, cfg.dtype, cfg.reward_max_length)
     n, group = cfg.batch_size * cfg.group_size, cfg.group_size
     updates = cfg.steps * cfg.inner_epochs * (n // cfg.mini_batch_size)
@@ -140,37 +133,23 @@ def train_rloo(cfg: RLOOConfig) -> dict:
         cfg.checkpoint,
         cfg.output_dir,
         {"policy": policy, "optimizer": optimizer, "generator": generator},
-        main=main,
+        main=accelerator.is_main_process,
     )
-    start, extra = checkpoints.start()
-    if start:
-        restore_generator(accelerator, generator, extra.get("generators"), cfg.seed, start)
-    stream = batches([p.prompt for p in prompts], cfg.batch_size * world, cfg.seed, skip=start)
-    log = MetricsLog(cfg.output_dir, resume_step=start, report_to=cfg.report_to, config=cfg, main=main)
+    start, _, stream, log = resume(cfg, accelerator, checkpoints, generator, prompts)
     # a DDP-wrapped copy for the gradient steps; `policy` stays the plain module, which samples and
     # scores without gradients
     policy_ddp, optimizer = accelerator.prepare(policy, optimizer)
 
-    progress = tqdm(
-        range(start + 1, cfg.steps + 1),
-        desc="rloo",
-        unit="step",
-        initial=start,
-        total=cfg.steps,
-        disable=not main,
-    )
+    progress = step_progress("rloo", "step", start, cfg.steps, accelerator.is_main_process)
     for step in progress:
-        # 1. rollout: each prompt k times in a row, so row b * k + i is sample i of prompt b
-        clock = [time.perf_counter()]
-        repeated = [p for p in shard(next(stream), accelerator) for _ in range(group)]  # this process's
-        ro = rollout(policy, tokenizer, repeated, Sampling.of(cfg), generator)
-        clock.append(time.perf_counter())
+        # 1. rollout: k samples of each prompt
+        clock = PhaseClock()
+        ro = sample_groups(cfg, next(stream), accelerator, policy, tokenizer, generator)
+        clock.mark()
 
         # 2. rewards
-        scored = reward(ro.prompts, ro.response_texts)
+        scored, scores = score_rollout(cfg, step, reward, ro)  # (N,)
         mask = ro.response_mask.float()  # (N, R)
-        scores = scored.total.to(mask.device) - cfg.missing_eos_penalty * (~ro.has_eos).float()  # (N,)
-        check_finite(step, reward=scores)
         seqs = (ro.query_ids, ro.query_mask, ro.response_ids, ro.response_mask)
 
         # 3. sampling-policy and reference logprobs; KL folded into the sequence reward
@@ -185,7 +164,7 @@ def train_rloo(cfg: RLOOConfig) -> dict:
 
         # 4. leave-one-out advantages
         advantages = leave_one_out_advantages(rewards.view(-1, group)).flatten()  # (N,)
-        clock.append(time.perf_counter())
+        clock.mark()
 
         # 5. REINFORCE updates over minibatches (in micro-batches)
         loss_fn = functools.partial(_minibatch_loss, cfg, policy_ddp, seqs, mask, advantages, old_logprobs)
@@ -193,10 +172,8 @@ def train_rloo(cfg: RLOOConfig) -> dict:
         for _ in range(cfg.inner_epochs):
             order = torch.randperm(n, generator=generator)
             epoch_updates(accelerator, policy_ddp, optimizer, order, mask, cfg, loss_fn, step, stats)
-        clock.append(time.perf_counter())
+        clock.mark()
 
-        phases = ("rollout", "score_ref", "update")
-        timing = {f"time_{k}": b - a for k, a, b in zip(phases, clock[:-1], clock[1:], strict=True)}
         metrics = mean_over_processes(  # averaged over processes
             accelerator,
             {
@@ -207,30 +184,12 @@ def train_rloo(cfg: RLOOConfig) -> dict:
                 "no_eos_frac": (~ro.has_eos).float().mean(),
                 "zero_adv_group_frac": zero_advantage_fraction(scores.view(-1, group)),
                 **{k: sum(v) / len(v) for k, v in stats.items()},
-                **timing,
+                **clock.times("rollout", "score_ref", "update"),
             },
         )
         row = log.log(step, metrics)
         kl_text = "-" if row["kl"] is None else f"{row['kl']:.2f}"
         progress.set_postfix(reward=f"{row['reward']:.3f}", kl=kl_text)
-        if checkpoints.due(step):
-            states = generator_states(accelerator, generator)  # every process's, collected on all
-            checkpoints.save(step, {"generators": states})
+        checkpoint_if_due(checkpoints, step, accelerator, generator)
 
-    log.close()
-    policy.eval()
-    summary = None
-    if main:
-        first, last = log.rows[0], log.rows[-1]
-        summary = {
-            "stage": "rloo",
-            "steps": cfg.steps,
-            "processes": world,
-            "reward_first": first["reward"],
-            "reward_last": last["reward"],
-            "kl_last": last["kl"],
-            "response_length_last": last["response_length"],
-        }
-    summary = from_main(accelerator, summary)
-    save_trained(accelerator, policy_ddp, tokenizer, cfg.output_dir, cfg, summary)  # LoRA merged in
-    return summary
+    return finish(cfg, accelerator, log, (policy, policy_ddp), tokenizer, "rloo", "reward")
