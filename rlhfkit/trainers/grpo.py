@@ -46,32 +46,13 @@ import torch
 
 from rlhfkit.algos import group_advantages, zero_advantage_fraction
 from rlhfkit.config import option
-from rlhfkit.data import load_prompts
 from rlhfkit.losses import grpo_loss, masked_mean
 from rlhfkit.models.logprobs import response_logprobs
 from rlhfkit.models.lora import reference_of
-from rlhfkit.rewards import build_reward
-from rlhfkit.trainers.checkpoint import Checkpointer
-from rlhfkit.trainers.common import (
-    load_split,
-    make_accelerator,
-    make_optimizer,
-    mean_over_processes,
-    sampling_generator,
-    setup_torch,
-)
+from rlhfkit.trainers import rl_run
+from rlhfkit.trainers.common import mean_over_processes
 from rlhfkit.trainers.group_config import GroupRLConfig
 from rlhfkit.trainers.micro import epoch_updates
-from rlhfkit.trainers.rl_run import (
-    PhaseClock,
-    checkpoint_if_due,
-    finish,
-    load_policy_and_reference,
-    resume,
-    sample_groups,
-    score_rollout,
-    step_progress,
-)
 
 
 @dataclass
@@ -123,37 +104,21 @@ def train_grpo(cfg: GRPOConfig) -> dict:
         rlhfkit.data.DataError: bad prompt data (unless ``data.skip_invalid``).
         rlhfkit.models.loading.ModelNotFoundError: a model cannot be found.
     """
-    accelerator = make_accelerator()
-    setup_torch(cfg.seed, cfg.threads)
-    prompts, _ = load_split(cfg.data, load_prompts)
+    run = rl_run.start_group_run(cfg)
+    accelerator, policy, policy_ddp, generator = run.accelerator, run.policy, run.policy_ddp, run.generator
     use_reference = cfg.kl_coef > 0  # kl_coef = 0: no reference at all
-    tokenizer, policy, reference = load_policy_and_reference(cfg, accelerator, use_reference)
-    reward = build_reward(cfg.rewards, cfg.dtype, cfg.reward_max_length)
     n, group = cfg.batch_size * cfg.group_size, cfg.group_size
     on_policy = cfg.inner_epochs == 1 and cfg.mini_batch_size == n  # one update per batch: ratio = 1
-    updates = cfg.steps * cfg.inner_epochs * (n // cfg.mini_batch_size)
-    optimizer, _ = make_optimizer(policy.parameters(), cfg.lr, 0.0, 0, updates)
-    generator = sampling_generator(accelerator, cfg.seed)
-    checkpoints = Checkpointer(
-        cfg.checkpoint,
-        cfg.output_dir,
-        {"policy": policy, "optimizer": optimizer, "generator": generator},
-        main=accelerator.is_main_process,
-    )
-    start, _, stream, log = resume(cfg, accelerator, checkpoints, generator, prompts)
-    # a DDP-wrapped copy for the gradient steps; `policy` stays the plain module, which samples and
-    # scores without gradients
-    policy_ddp, optimizer = accelerator.prepare(policy, optimizer)
 
-    progress = step_progress("grpo", "step", start, cfg.steps, accelerator.is_main_process)
+    progress = rl_run.step_progress("grpo", "step", run.start, cfg.steps, accelerator.is_main_process)
     for step in progress:
         # 1. rollout: G samples of each prompt
-        clock = PhaseClock()
-        ro = sample_groups(cfg, next(stream), accelerator, policy, tokenizer, generator)
+        clock = rl_run.PhaseClock()
+        ro = rl_run.sample_groups(cfg, next(run.stream), accelerator, policy, run.tokenizer, generator)
         clock.mark()
 
         # 2-3. rewards and group-normalised advantages
-        scored, scores = score_rollout(cfg, step, reward, ro)  # (N,)
+        scored, scores = rl_run.score_rollout(cfg, step, run.reward, ro)  # (N,)
         mask = ro.response_mask.float()  # (N, R)
         advantages = group_advantages(scores.view(-1, group), cfg.scale_rewards).flatten()  # (N,)
         seqs = (ro.query_ids, ro.query_mask, ro.response_ids, ro.response_mask)
@@ -165,7 +130,7 @@ def train_grpo(cfg: GRPOConfig) -> dict:
                 old_logprobs = response_logprobs(policy, *seqs, temperature=cfg.temperature).logprobs
             ref_logprobs = None
             if use_reference:
-                with reference_of(policy, reference) as ref:
+                with reference_of(policy, run.reference) as ref:
                     ref_logprobs = response_logprobs(ref, *seqs, temperature=cfg.temperature).logprobs
         clock.mark()
 
@@ -186,7 +151,7 @@ def train_grpo(cfg: GRPOConfig) -> dict:
         stats: dict[str, list[float]] = {}
         for _ in range(cfg.inner_epochs):
             order = torch.arange(n) if on_policy else torch.randperm(n, generator=generator)
-            epoch_updates(accelerator, policy_ddp, optimizer, order, mask, cfg, loss_fn, step, stats)
+            epoch_updates(accelerator, policy_ddp, run.optimizer, order, mask, cfg, loss_fn, step, stats)
         clock.mark()
 
         kl = None  # nats per response, k1 at sampling time, as PPO and `rlhfkit eval` report it
@@ -206,8 +171,8 @@ def train_grpo(cfg: GRPOConfig) -> dict:
                 **clock.times("rollout", "score_ref", "update"),
             },
         )
-        row = log.log(step, metrics)
+        row = run.log.log(step, metrics)
         progress.set_postfix(reward=f"{row['reward']:.3f}", kl="-" if kl is None else f"{row['kl']:.2f}")
-        checkpoint_if_due(checkpoints, step, accelerator, generator)
+        rl_run.checkpoint_if_due(run.checkpoints, step, accelerator, generator)
 
-    return finish(cfg, accelerator, log, (policy, policy_ddp), tokenizer, "grpo", "reward")
+    return rl_run.finish(cfg, accelerator, run.log, (policy, policy_ddp), run.tokenizer, "grpo", "reward")

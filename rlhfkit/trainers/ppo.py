@@ -61,6 +61,7 @@ from rlhfkit.models.reward import load_reward_tokenizer
 from rlhfkit.models.value import ValueHead, ValueModel
 from rlhfkit.rewards import CombinedReward, FunctionReward, ModelReward
 from rlhfkit.rollout.sampling import Sampling, rollout
+from rlhfkit.trainers import rl_run
 from rlhfkit.trainers.checkpoint import CheckpointConfig, Checkpointer, check_finite
 from rlhfkit.trainers.common import (
     DataConfig,
@@ -73,15 +74,6 @@ from rlhfkit.trainers.common import (
     setup_torch,
     shard,
     to_device,
-)
-from rlhfkit.trainers.rl_run import (
-    PhaseClock,
-    checkpoint_if_due,
-    finish,
-    load_policy_and_reference,
-    resume,
-    score_rollout,
-    step_progress,
 )
 
 RewardFn = Callable[[list[Prompt], list[str]], list[float]]
@@ -185,7 +177,7 @@ def train_ppo(cfg: PPOConfig, reward_fn: RewardFn | None = None) -> dict:
             "PPO needs a value model: set value_model (or reward_model to initialise it from), "
             "or shared_value_head=true"
         )
-    tokenizer, policy, reference = load_policy_and_reference(cfg, accelerator)
+    tokenizer, policy, reference = rl_run.load_policy_and_reference(cfg, accelerator)
     reward = ppo_reward(cfg, reward_fn)
     updates = cfg.steps * cfg.ppo_epochs * (cfg.batch_size // cfg.mini_batch_size)
     policy_opt, _ = make_optimizer(policy.parameters(), cfg.lr, 0.0, 0, updates)
@@ -220,7 +212,7 @@ def train_ppo(cfg: PPOConfig, reward_fn: RewardFn | None = None) -> dict:
         },
         main=accelerator.is_main_process,
     )
-    start, extra, stream, log = resume(cfg, accelerator, checkpoints, generator, prompts)
+    start, extra, stream, log = rl_run.resume(cfg, accelerator, checkpoints, generator, prompts)
     kl_ctl.beta = extra.get("beta", kl_ctl.beta)
     # DDP-wrapped copies for the gradient steps; `policy` and `value` stay the plain modules, which
     # sample and score without gradients
@@ -228,14 +220,14 @@ def train_ppo(cfg: PPOConfig, reward_fn: RewardFn | None = None) -> dict:
     if value_opt is not None:
         value_opt = accelerator.prepare(value_opt)
 
-    progress = step_progress("ppo", "rollout", start, cfg.steps, accelerator.is_main_process)
+    progress = rl_run.step_progress("ppo", "rollout", start, cfg.steps, accelerator.is_main_process)
     for step in progress:
         # 1-2. rollout and score
-        clock = PhaseClock()
+        clock = rl_run.PhaseClock()
         prompts = shard(next(stream), accelerator)  # this process's prompts of the global batch
         ro = rollout(policy, tokenizer, prompts, Sampling.of(cfg), generator)
         clock.mark()
-        scored, penalised = score_rollout(cfg, step, reward, ro)  # (B,)
+        scored, penalised = rl_run.score_rollout(cfg, step, reward, ro)  # (B,)
         scores = scored.total.to(penalised.device)  # (B,) as the reward model gave them
         mask = ro.response_mask.float()  # (B, R)
         seqs = (ro.query_ids, ro.query_mask, ro.response_ids, ro.response_mask)
@@ -326,9 +318,9 @@ def train_ppo(cfg: PPOConfig, reward_fn: RewardFn | None = None) -> dict:
         kl_ctl.update(metrics["kl"], cfg.batch_size * accelerator.num_processes)
         row = log.log(step, metrics)
         progress.set_postfix(score=f"{row['score']:.3f}", kl=f"{row['kl']:.2f}")
-        checkpoint_if_due(checkpoints, step, accelerator, generator, beta=kl_ctl.beta)
+        rl_run.checkpoint_if_due(checkpoints, step, accelerator, generator, beta=kl_ctl.beta)
 
-    return finish(cfg, accelerator, log, (policy, policy_ddp), tokenizer, "ppo", "score")
+    return rl_run.finish(cfg, accelerator, log, (policy, policy_ddp), tokenizer, "ppo", "score")
 
 
 def _forward(

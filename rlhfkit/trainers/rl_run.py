@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import torch
 from accelerate import Accelerator
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from rlhfkit.data import Prompt
+from rlhfkit.data import Prompt, load_prompts
 from rlhfkit.models.loading import load_policy, load_tokenizer
 from rlhfkit.models.lora import needs_reference_copy, prepare_trainable
-from rlhfkit.rewards import CombinedReward
+from rlhfkit.rewards import CombinedReward, build_reward
 from rlhfkit.rewards.combined import RewardBatch
 from rlhfkit.rollout.sampling import Rollout, Sampling, rollout
 from rlhfkit.trainers.checkpoint import Checkpointer, check_finite
@@ -28,8 +29,13 @@ from rlhfkit.trainers.common import (
     batches,
     from_main,
     generator_states,
+    load_split,
+    make_accelerator,
+    make_optimizer,
     restore_generator,
+    sampling_generator,
     save_trained,
+    setup_torch,
     shard,
 )
 
@@ -71,6 +77,59 @@ def resume(
     main = accelerator.is_main_process
     log = MetricsLog(cfg.output_dir, resume_step=start, report_to=cfg.report_to, config=cfg, main=main)
     return start, extra, stream, log
+
+
+@dataclass
+class GroupRun:
+    """A GRPO/RLOO run, set up: ``policy`` samples and scores without gradients, ``policy_ddp`` (its
+    prepared, possibly DDP-wrapped copy) takes the gradient steps with ``optimizer``; ``reference`` is
+    None without a KL term or with LoRA (see :func:`load_policy_and_reference`); ``start`` is the last
+    completed step, ``stream`` yields the global prompt batches from there."""
+
+    accelerator: Accelerator
+    tokenizer: PreTrainedTokenizerBase
+    policy: PreTrainedModel
+    reference: PreTrainedModel | None
+    reward: CombinedReward
+    policy_ddp: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    generator: torch.Generator
+    checkpoints: Checkpointer
+    start: int
+    stream: Iterator[list[str]]
+    log: MetricsLog
+
+
+def start_group_run(cfg) -> GroupRun:
+    """Set up a GRPO/RLOO run from its config (a :class:`~rlhfkit.trainers.group_config.GroupRLConfig`):
+    torch, prompts, policy and reference (none when ``kl_coef`` is 0), the summed rewards, AdamW over
+    ``steps * inner_epochs * (B * G / mini_batch_size)`` updates, the sampling generator, checkpoints
+    (resumed from the last one if asked) and the metrics log.
+
+    Raises:
+        rlhfkit.data.DataError: bad prompt data (unless ``data.skip_invalid``).
+        rlhfkit.models.loading.ModelNotFoundError: a model cannot be found.
+    """
+    accelerator = make_accelerator()
+    setup_torch(cfg.seed, cfg.threads)
+    prompts, _ = load_split(cfg.data, load_prompts)
+    tokenizer, policy, reference = load_policy_and_reference(cfg, accelerator, use_reference=cfg.kl_coef > 0)
+    reward = build_reward(cfg.rewards, cfg.dtype, cfg.reward_max_length)
+    updates = cfg.steps * cfg.inner_epochs * (cfg.batch_size * cfg.group_size // cfg.mini_batch_size)
+    optimizer, _ = make_optimizer(policy.parameters(), cfg.lr, 0.0, 0, updates)
+    generator = sampling_generator(accelerator, cfg.seed)
+    checkpoints = Checkpointer(
+        cfg.checkpoint,
+        cfg.output_dir,
+        {"policy": policy, "optimizer": optimizer, "generator": generator},
+        main=accelerator.is_main_process,
+    )
+    start, _, stream, log = resume(cfg, accelerator, checkpoints, generator, prompts)
+    policy_ddp, optimizer = accelerator.prepare(policy, optimizer)
+    return GroupRun(
+        accelerator, tokenizer, policy, reference, reward, policy_ddp, optimizer, generator, checkpoints,
+        start, stream, log,
+    )  # fmt: skip
 
 
 def sample_groups(

@@ -45,32 +45,13 @@ import torch
 
 from rlhfkit.algos import leave_one_out_advantages, zero_advantage_fraction
 from rlhfkit.config import option
-from rlhfkit.data import load_prompts
 from rlhfkit.losses import masked_mean, rloo_loss
 from rlhfkit.models.logprobs import response_logprobs
 from rlhfkit.models.lora import reference_of
-from rlhfkit.rewards import build_reward
-from rlhfkit.trainers.checkpoint import Checkpointer
-from rlhfkit.trainers.common import (
-    load_split,
-    make_accelerator,
-    make_optimizer,
-    mean_over_processes,
-    sampling_generator,
-    setup_torch,
-)
+from rlhfkit.trainers import rl_run
+from rlhfkit.trainers.common import mean_over_processes
 from rlhfkit.trainers.group_config import GroupRLConfig
 from rlhfkit.trainers.micro import epoch_updates
-from rlhfkit.trainers.rl_run import (
-    PhaseClock,
-    checkpoint_if_due,
-    finish,
-    load_policy_and_reference,
-    resume,
-    sample_groups,
-    score_rollout,
-    step_progress,
-)
 
 
 @dataclass
@@ -119,36 +100,20 @@ def train_rloo(cfg: RLOOConfig) -> dict:
         rlhfkit.data.DataError: bad prompt data (unless ``data.skip_invalid``).
         rlhfkit.models.loading.ModelNotFoundError: a model cannot be found.
     """
-    accelerator = make_accelerator()
-    setup_torch(cfg.seed, cfg.threads)
-    prompts, _ = load_split(cfg.data, load_prompts)
+    run = rl_run.start_group_run(cfg)
+    accelerator, policy, policy_ddp, generator = run.accelerator, run.policy, run.policy_ddp, run.generator
     use_reference = cfg.kl_coef > 0  # kl_coef = 0: no reference at all
-    tokenizer, policy, reference = load_policy_and_reference(cfg, accelerator, use_reference)
-    reward = build_reward(cfg.rewards, cfg.dtype, cfg.reward_max_length)
     n, group = cfg.batch_size * cfg.group_size, cfg.group_size
-    updates = cfg.steps * cfg.inner_epochs * (n // cfg.mini_batch_size)
-    optimizer, _ = make_optimizer(policy.parameters(), cfg.lr, 0.0, 0, updates)
-    generator = sampling_generator(accelerator, cfg.seed)
-    checkpoints = Checkpointer(
-        cfg.checkpoint,
-        cfg.output_dir,
-        {"policy": policy, "optimizer": optimizer, "generator": generator},
-        main=accelerator.is_main_process,
-    )
-    start, _, stream, log = resume(cfg, accelerator, checkpoints, generator, prompts)
-    # a DDP-wrapped copy for the gradient steps; `policy` stays the plain module, which samples and
-    # scores without gradients
-    policy_ddp, optimizer = accelerator.prepare(policy, optimizer)
 
-    progress = step_progress("rloo", "step", start, cfg.steps, accelerator.is_main_process)
+    progress = rl_run.step_progress("rloo", "step", run.start, cfg.steps, accelerator.is_main_process)
     for step in progress:
         # 1. rollout: k samples of each prompt
-        clock = PhaseClock()
-        ro = sample_groups(cfg, next(stream), accelerator, policy, tokenizer, generator)
+        clock = rl_run.PhaseClock()
+        ro = rl_run.sample_groups(cfg, next(run.stream), accelerator, policy, run.tokenizer, generator)
         clock.mark()
 
         # 2. rewards
-        scored, scores = score_rollout(cfg, step, reward, ro)  # (N,)
+        scored, scores = rl_run.score_rollout(cfg, step, run.reward, ro)  # (N,)
         mask = ro.response_mask.float()  # (N, R)
         seqs = (ro.query_ids, ro.query_mask, ro.response_ids, ro.response_mask)
 
@@ -157,7 +122,7 @@ def train_rloo(cfg: RLOOConfig) -> dict:
             old_logprobs = response_logprobs(policy, *seqs, temperature=cfg.temperature).logprobs
             kl = torch.zeros(n, device=mask.device)  # (N,) nats per response
             if use_reference:
-                with reference_of(policy, reference) as ref:
+                with reference_of(policy, run.reference) as ref:
                     ref_logprobs = response_logprobs(ref, *seqs, temperature=cfg.temperature).logprobs
                 kl = ((old_logprobs - ref_logprobs) * mask).sum(1)
         rewards = scores - cfg.kl_coef * kl  # (N,)
@@ -171,7 +136,7 @@ def train_rloo(cfg: RLOOConfig) -> dict:
         stats: dict[str, list[float]] = {}
         for _ in range(cfg.inner_epochs):
             order = torch.randperm(n, generator=generator)
-            epoch_updates(accelerator, policy_ddp, optimizer, order, mask, cfg, loss_fn, step, stats)
+            epoch_updates(accelerator, policy_ddp, run.optimizer, order, mask, cfg, loss_fn, step, stats)
         clock.mark()
 
         metrics = mean_over_processes(  # averaged over processes
@@ -187,9 +152,9 @@ def train_rloo(cfg: RLOOConfig) -> dict:
                 **clock.times("rollout", "score_ref", "update"),
             },
         )
-        row = log.log(step, metrics)
+        row = run.log.log(step, metrics)
         kl_text = "-" if row["kl"] is None else f"{row['kl']:.2f}"
         progress.set_postfix(reward=f"{row['reward']:.3f}", kl=kl_text)
-        checkpoint_if_due(checkpoints, step, accelerator, generator)
+        rl_run.checkpoint_if_due(run.checkpoints, step, accelerator, generator)
 
-    return finish(cfg, accelerator, log, (policy, policy_ddp), tokenizer, "rloo", "reward")
+    return rl_run.finish(cfg, accelerator, run.log, (policy, policy_ddp), run.tokenizer, "rloo", "reward")
