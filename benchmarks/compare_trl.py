@@ -246,7 +246,7 @@ def print_table(rows: list[dict], limits: list[float]) -> None:
         f"\nfp32 matmul limit: {max(limits):.0f} GFLOP/s (measured {measured}); start s: to the end of step 1"
     )
     print(
-        f"{'case':<28}{'side':<9}{'s/step (min-max)':>22}{'tok/s':>8}{'RSS GiB':>9}{'GFLOP/s':>14}"
+        f"{'case':<40}{'side':<9}{'s/step (min-max)':>22}{'tok/s':>8}{'RSS GiB':>9}{'GFLOP/s':>14}"
         f"{'start s':>9}{'ckpt':>6}  sanity"
     )
     for row in rows:
@@ -255,23 +255,23 @@ def print_table(rows: list[dict], limits: list[float]) -> None:
             s = row[side]
             label = row["label"] if side == "rlhfkit" else ""
             if "error" in s:
-                print(f"{label:<28}{side:<9}  failed: {s['error']}")
+                print(f"{label:<40}{side:<9}  failed: {s['error']}")
                 continue
             steps = f"{s['s_per_step']:.2f} ({s['s_min']:.2f}-{s['s_max']:.2f})"
             flops = f"{s['gflops']:.0f} ({s['share_of_limit']:.0%})" if "gflops" in s else "-"
             ckpt = "on" if s["gradient_checkpointing"] else "off"
             print(
-                f"{label:<28}{side:<9}{steps:>22}{s['tokens_per_s']:>8.0f}{s['peak_rss_gib']:>9.2f}"
+                f"{label:<40}{side:<9}{steps:>22}{s['tokens_per_s']:>8.0f}{s['peak_rss_gib']:>9.2f}"
                 f"{flops:>14}{s['startup_s']:>9.0f}{ckpt:>6}  {_metric(s, kind)}"
             )
         if "speedup" in row:
             checks = ", ".join(f"{k} {'yes' if ok else 'NO'}" for k, ok in row["targets"].items())
-            print(f"{'':<28}speed-up {row['speedup']:.2f}x, RSS ratio {row['rss_ratio']:.2f}; {checks}")
+            print(f"{'':<40}speed-up {row['speedup']:.2f}x, RSS ratio {row['rss_ratio']:.2f}; {checks}")
         ours, trl = row["rlhfkit"], row["trl"]
         same_rows = kind in ("sft", "reward", "dpo") and "speedup" in row
         if same_rows and abs(ours["tokens_per_step"] - trl["tokens_per_step"]) > 0.5:
             counts = f"{ours['tokens_per_step']:.0f} vs {trl['tokens_per_step']:.0f}"
-            print(f"{'':<28}WARNING: the sides saw different tokens per step: {counts}")
+            print(f"{'':<40}WARNING: the sides saw different tokens per step: {counts}")
 
 
 def print_markdown(rows: list[dict], limit: float) -> None:
