@@ -238,7 +238,8 @@ def test_eval_compares_the_baseline_with_two_tuned_policies(
         row = summary["policies"][name]
         assert 0.0 <= row["win_low"] <= row["win_rate"] <= row["win_high"] <= 1.0
     assert summary["policies"]["ppo"]["kl"] == pytest.approx(0.0, abs=1e-4)  # same weights as the reference
-    assert summary["policies"]["grpo"]["kl"] > 0  # trained with lr 1e-2: it moved
+    # trained with lr 1e-2, it moved; the k1 estimate on 8 short samples may come out either side of 0
+    assert abs(summary["policies"]["grpo"]["kl"]) > 1e-3
     table = capsys.readouterr().out
     assert "win rate vs sft" in table
     assert [line.split()[0] for line in table.splitlines()[1:4]] == ["sft", "ppo", "grpo"]
