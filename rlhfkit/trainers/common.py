@@ -34,6 +34,7 @@ from transformers import get_scheduler
 
 from rlhfkit.config import config_to_dict, option, save_config
 from rlhfkit.data import LoadReport, train_eval_split
+from rlhfkit.trainers.checkpoint import Checkpointer
 
 HH_DATA = "../shared/data/hh-rlhf/harmless-base-2000.jsonl.gz"
 SUMMARY = "summary.json"
@@ -177,6 +178,32 @@ def make_optimizer(
         "constant_with_warmup", optimizer, num_warmup_steps=warmup_steps, num_training_steps=total_steps
     )
     return optimizer, scheduler
+
+
+def start_training(
+    cfg, model: torch.nn.Module, steps: int, main: bool
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler, Checkpointer, int, dict, MetricsLog]:
+    """The set-up SFT, reward and DPO training share: AdamW over ``model``'s trainable parameters
+    (``cfg.lr``, ``cfg.weight_decay``, a linear warmup of ``cfg.warmup_steps``) for ``steps`` updates;
+    checkpoints of the model, optimizer and scheduler (``cfg.checkpoint``), resumed from the last complete
+    one when asked; the metrics log, continued from there.
+
+    Returns:
+        optimizer, scheduler, checkpointer, the last completed step (0 for a fresh run), the resumed
+        checkpoint's extra state, and the log.
+    """
+    optimizer, scheduler = make_optimizer(
+        model.parameters(), cfg.lr, cfg.weight_decay, cfg.warmup_steps, steps
+    )
+    checkpoints = Checkpointer(
+        cfg.checkpoint,
+        cfg.output_dir,
+        {"model": model, "optimizer": optimizer, "scheduler": scheduler},
+        main=main,
+    )
+    start, extra = checkpoints.start()
+    log = MetricsLog(cfg.output_dir, resume_step=start, report_to=cfg.report_to, config=cfg, main=main)
+    return optimizer, scheduler, checkpoints, start, extra, log
 
 
 class MetricsLog:

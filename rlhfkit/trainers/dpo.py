@@ -52,20 +52,19 @@ from rlhfkit.models.reference_cache import (
     save_cached,
     weights_fingerprint,
 )
-from rlhfkit.trainers.checkpoint import CheckpointConfig, Checkpointer, check_finite
+from rlhfkit.trainers.checkpoint import CheckpointConfig, check_finite
 from rlhfkit.trainers.common import (
     DataConfig,
-    MetricsLog,
     ReportTo,
     batches,
     from_main,
     load_split,
     make_accelerator,
-    make_optimizer,
     mean_over_processes,
     save_trained,
     setup_torch,
     shard,
+    start_training,
     to_device,
 )
 
@@ -262,17 +261,7 @@ def train_dpo(cfg: DPOConfig) -> dict:
         model = add_lora(model, cfg.lora)
     if cfg.loss_type not in REFERENCE_FREE and cfg.reference == "on_the_fly":
         reference = _on_the_fly_reference(cfg, model)
-    optimizer, scheduler = make_optimizer(
-        model.parameters(), cfg.lr, cfg.weight_decay, cfg.warmup_steps, steps
-    )
-    checkpoints = Checkpointer(
-        cfg.checkpoint,
-        cfg.output_dir,
-        {"model": model, "optimizer": optimizer, "scheduler": scheduler},
-        main=main,
-    )
-    start, _ = checkpoints.start()
-    log = MetricsLog(cfg.output_dir, resume_step=start, report_to=cfg.report_to, config=cfg, main=main)
+    optimizer, scheduler, checkpoints, start, _, log = start_training(cfg, model, steps, main)
     plain = model
     model, optimizer = accelerator.prepare(model, optimizer)  # DDP (or FSDP / DeepSpeed) under a launcher
 

@@ -31,20 +31,19 @@ from rlhfkit.models.loading import load_reward_model
 from rlhfkit.models.lora import LoRAConfig, merge_lora, prepare_trainable
 from rlhfkit.models.packing import can_pack, length_groups
 from rlhfkit.models.reward import load_reward_tokenizer, normalize_reward_head, reward_scores, score_texts
-from rlhfkit.trainers.checkpoint import CheckpointConfig, Checkpointer, check_finite
+from rlhfkit.trainers.checkpoint import CheckpointConfig, check_finite
 from rlhfkit.trainers.common import (
     DataConfig,
-    MetricsLog,
     ReportTo,
     batches,
     from_main,
     load_split,
     make_accelerator,
-    make_optimizer,
     mean_over_processes,
     save_trained,
     setup_torch,
     shard,
+    start_training,
 )
 
 
@@ -182,18 +181,8 @@ def train_reward(cfg: RewardConfig) -> dict:
 
     global_batch = min(cfg.batch_size * world, len(train) // world * world)
     steps = cfg.max_steps or cfg.epochs * math.ceil(len(train) / global_batch)
-    optimizer, scheduler = make_optimizer(
-        model.parameters(), cfg.lr, cfg.weight_decay, cfg.warmup_steps, steps
-    )
-    checkpoints = Checkpointer(
-        cfg.checkpoint,
-        cfg.output_dir,
-        {"model": model, "optimizer": optimizer, "scheduler": scheduler},
-        main=main,
-    )
-    start, extra = checkpoints.start()
+    optimizer, scheduler, checkpoints, start, extra, log = start_training(cfg, model, steps, main)
     before = extra.get("before", {}) if start else evaluate(model)
-    log = MetricsLog(cfg.output_dir, resume_step=start, report_to=cfg.report_to, config=cfg, main=main)
     model, optimizer = accelerator.prepare(model, optimizer)  # DDP (or FSDP / DeepSpeed) under a launcher
     stream = batches(train, global_batch, cfg.seed, skip=start)
     model.train()

@@ -23,19 +23,18 @@ from rlhfkit.losses import sft_loss
 from rlhfkit.models.loading import load_policy, load_tokenizer
 from rlhfkit.models.logprobs import next_token_logprobs
 from rlhfkit.models.lora import LoRAConfig, prepare_trainable
-from rlhfkit.trainers.checkpoint import CheckpointConfig, Checkpointer, check_finite
+from rlhfkit.trainers.checkpoint import CheckpointConfig, check_finite
 from rlhfkit.trainers.common import (
     DataConfig,
-    MetricsLog,
     ReportTo,
     batches,
     from_main,
     load_split,
     make_accelerator,
-    make_optimizer,
     save_trained,
     setup_torch,
     shard,
+    start_training,
     to_device,
 )
 
@@ -126,17 +125,7 @@ def train_sft(cfg: SFTConfig) -> dict:
     train_enc, eval_enc = encode(train), encode(held_out[: cfg.eval_examples])
     global_batch = min(cfg.batch_size * world, len(train_enc) // world * world)
     steps = cfg.max_steps or cfg.epochs * math.ceil(len(train_enc) / global_batch)
-    optimizer, scheduler = make_optimizer(
-        model.parameters(), cfg.lr, cfg.weight_decay, cfg.warmup_steps, steps
-    )
-    checkpoints = Checkpointer(
-        cfg.checkpoint,
-        cfg.output_dir,
-        {"model": model, "optimizer": optimizer, "scheduler": scheduler},
-        main=main,
-    )
-    start, extra = checkpoints.start()
-    log = MetricsLog(cfg.output_dir, resume_step=start, report_to=cfg.report_to, config=cfg, main=main)
+    optimizer, scheduler, checkpoints, start, extra, log = start_training(cfg, model, steps, main)
     pad_id = tokenizer.pad_token_id
     if start:
         eval_before = extra.get("eval_nll_before")
