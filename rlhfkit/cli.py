@@ -164,7 +164,14 @@ def _load(command: Command, args: argparse.Namespace):
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # key=value overrides after a flag (`rlhfkit grpo run.yaml --resume lr=1e-6`) are overrides too;
+    # anything else no command takes gets argparse's usual error
+    if extra and (not hasattr(args, "overrides") or any(a.startswith("-") or "=" not in a for a in extra)):
+        parser.parse_args(argv)
+    if extra:
+        args.overrides = [*args.overrides, *extra]
     if args.command == "annotate":
         return run_annotate(args)
     command = COMMANDS[args.command]

@@ -68,6 +68,15 @@ def test_skip_invalid_counts_and_reports(tmp_path, capsys, tiny_reward_dir):
     assert (tmp_path / "rm" / "summary.json").exists()
 
 
+def test_overrides_after_a_flag_are_read(capsys):
+    # the override after --skip-invalid reaches the config (its typo is reported), not argparse
+    assert main(["sft", "lr=1e-5", "--skip-invalid", "max_step=3"]) == 2
+    assert "unknown key 'max_step'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # a flag no command takes is still refused
+        main(["sft", "lr=1e-5", "--skip-invalid", "--no-such-flag"])
+    assert "unrecognized arguments: --no-such-flag" in capsys.readouterr().err
+
+
 def test_unknown_config_key_and_missing_model(tmp_path, capsys, toy_preferences):
     assert main(["sft", "max_step=3"]) == 2
     assert "unknown key 'max_step'; did you mean 'max_steps'" in capsys.readouterr().err
