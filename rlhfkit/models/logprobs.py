@@ -227,6 +227,5 @@ def sequence_logprobs(
     mask[:, 0] = 0
     if not mask.any():
         raise ValueError("sequence_logprobs: loss_mask selects no token after the first column")
-    return next_token_logprobs(model, input_ids, attention_mask, mask, pack_tokens=pack_tokens).logprobs.sum(
-        1
-    )
+    outputs = next_token_logprobs(model, input_ids, attention_mask, mask, pack_tokens=pack_tokens)
+    return outputs.logprobs.sum(dim=1)

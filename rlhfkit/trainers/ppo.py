@@ -239,19 +239,16 @@ def train_ppo(cfg: PPOConfig, reward_fn: RewardFn | None = None) -> dict:
             venc = value.encode(ro.reward_texts(), ro.reward_text_starts(), width=mask.size(1))
             venc = to_device(venc, accelerator.device)
 
+        with torch.no_grad(), reference_of(policy, reference) as ref:
+            ref_logprobs = response_logprobs(ref, *seqs, temperature=cfg.temperature).logprobs
         everything = torch.arange(cfg.batch_size)
-        fused = _fused_first_update(cfg)
-        with torch.no_grad():
-            with reference_of(policy, reference) as ref:
-                ref_logprobs = response_logprobs(ref, *seqs, temperature=cfg.temperature).logprobs
-            if not fused:
-                old, old_values = _forward(cfg, seqs, venc, everything, policy, value)
-        # the first minibatch's outputs, with gradients, when they are also the old ones
-        first = (
-            _forward(cfg, seqs, venc, everything, policy_ddp, value_ddp, with_entropy=True) if fused else None
-        )
-        if first is not None:
+        first = None  # the first minibatch's outputs, with gradients, when they are also the old ones
+        if _fused_first_update(cfg):
+            first = _forward(cfg, seqs, venc, everything, policy_ddp, value_ddp, with_entropy=True)
             old, old_values = first
+        else:
+            with torch.no_grad():
+                old, old_values = _forward(cfg, seqs, venc, everything, policy, value)
         old_logprobs = old.logprobs.detach()  # (B, R)
         old_values = old_values.detach() * mask  # (B, R)
         clock.mark()

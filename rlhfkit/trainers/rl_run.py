@@ -127,9 +127,19 @@ def start_group_run(cfg) -> GroupRun:
     start, _, stream, log = resume(cfg, accelerator, checkpoints, generator, prompts)
     policy_ddp, optimizer = accelerator.prepare(policy, optimizer)
     return GroupRun(
-        accelerator, tokenizer, policy, reference, reward, policy_ddp, optimizer, generator, checkpoints,
-        start, stream, log,
-    )  # fmt: skip
+        accelerator=accelerator,
+        tokenizer=tokenizer,
+        policy=policy,
+        reference=reference,
+        reward=reward,
+        policy_ddp=policy_ddp,
+        optimizer=optimizer,
+        generator=generator,
+        checkpoints=checkpoints,
+        start=start,
+        stream=stream,
+        log=log,
+    )
 
 
 def sample_groups(
