@@ -99,7 +99,7 @@ EXAMPLES = """examples:
 OOM_ADVICE = (
     "Lower batch_size (or mini_batch_size), max_length / max_prompt_length / max_new_tokens, or "
     "eval_batch_size; use LoRA (lora.r=8) or gradient_checkpointing=true; for DPO reference=precomputed; "
-    "on a GPU try dtype=bfloat16."
+    "on a GPU try bf16=true."
 )
 
 

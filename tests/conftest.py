@@ -11,6 +11,7 @@ The builders live here and are exposed only as fixtures:
   (a different tokenizer than the policy's, to exercise re-tokenisation).
 - ``toy_preferences`` / ``toy_hh_file``: 64 preference pairs separable by a word rule
   (chosen says "good"/"yes", rejected says "bad"/"no"), as TRL JSONL and as HH dialogues in JSONL.gz.
+- ``autocast_spy``: records which functions of a ``bf16=true`` run ran under bfloat16 autocast.
 """
 
 from __future__ import annotations
@@ -288,3 +289,43 @@ def toy_hh_file(tmp_path_factory) -> Path:
             record = {"chosen": p["prompt"] + p["chosen"], "rejected": p["prompt"] + p["rejected"]}
             f.write(json.dumps(record) + "\n")
     return path
+
+
+class AutocastSpy:
+    """Records, per spied function, the CPU autocast dtype in force at each call (None outside autocast);
+    ``Accelerator.backward`` is always spied on (see the ``autocast_spy`` fixture)."""
+
+    def __init__(self, monkeypatch):
+        self.monkeypatch = monkeypatch
+        self.calls: dict[str, list[torch.dtype | None]] = {}
+        from accelerate import Accelerator
+
+        self.watch(Accelerator, "backward")
+
+    def watch(self, owner, name: str) -> None:
+        """Record every call of ``owner.name`` (a module's function or a class's method) under ``name``."""
+        real = getattr(owner, name)
+
+        def recording(*args, **kwargs):
+            on = torch.is_autocast_enabled("cpu")
+            self.calls.setdefault(name, []).append(torch.get_autocast_dtype("cpu") if on else None)
+            return real(*args, **kwargs)
+
+        self.monkeypatch.setattr(owner, name, recording)
+
+    def check_bf16_run(self, forwards: list[str], output_dir: Path) -> None:
+        """Each of ``forwards`` ran, always under bf16 autocast; every backward ran outside autocast; the
+        weights saved to ``output_dir`` are float32."""
+        from safetensors.torch import load_file
+
+        for name in forwards:
+            assert self.calls.get(name) and set(self.calls[name]) == {torch.bfloat16}, (name, self.calls)
+        assert self.calls["backward"] and set(self.calls["backward"]) == {None}
+        weights = load_file(Path(output_dir) / "model.safetensors")
+        assert {t.dtype for t in weights.values()} == {torch.float32}
+
+
+@pytest.fixture
+def autocast_spy(monkeypatch) -> AutocastSpy:
+    """An :class:`AutocastSpy`: which functions of a ``bf16=true`` run ran under autocast."""
+    return AutocastSpy(monkeypatch)

@@ -23,6 +23,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -40,6 +41,10 @@ HH_DATA = "../shared/data/hh-rlhf/harmless-base-2000.jsonl.gz"
 SUMMARY = "summary.json"
 KEEP_SUBDIRS = ("checkpoints", "reference_cache", "tensorboard", "wandb")
 ReportTo = Literal["none", "tensorboard", "wandb"]
+BF16_HELP = (
+    "mixed precision: forward passes compute in bfloat16 (autocast); weights, gradients and AdamW "
+    "state stay in dtype (for a GPU, or a CPU with AMX / AVX-512 BF16)"
+)
 
 
 @dataclass
@@ -89,6 +94,23 @@ def make_accelerator() -> Accelerator:
     has_accelerator = getattr(torch, "accelerator", None) and torch.accelerator.is_available()
     # cpu=True is how accelerate picks gloo for a multi-process run on a machine without GPUs
     return Accelerator(cpu=not has_accelerator, step_scheduler_with_optimizer=False)
+
+
+def forward_autocast(cfg, accelerator: Accelerator) -> AbstractContextManager:
+    """The context a trainer's forward passes run in (sampling, scoring, reference and loss; never a
+    backward pass or an optimizer step): bfloat16 autocast on the run's device when ``cfg.bf16``, else
+    none.
+
+    Under it matrix products and attention compute in bfloat16 while weights, gradients and AdamW state
+    keep their dtype, so an update of ~lr is not lost to bfloat16 rounding as it is when the weights
+    themselves are bfloat16 (``dtype``); log-probs, values and rewards come out in float32. Autocast
+    keeps one bfloat16 copy of each trained weight for the length of the block, which is why a block
+    never spans an optimizer step. (It is torch's autocast, not accelerate's ``mixed_precision``: that
+    one is fixed once per process, and a pipeline runs stages with different settings in one process.)
+    """
+    if not cfg.bf16:
+        return nullcontext()
+    return torch.autocast(accelerator.device.type, dtype=torch.bfloat16)
 
 
 def sampling_generator(accelerator: Accelerator, seed: int) -> torch.Generator:
@@ -399,6 +421,7 @@ __all__ = [
     "DataConfig",
     "ReportTo",
     "from_main",
+    "forward_autocast",
     "make_accelerator",
     "mean_over_processes",
     "save_trained",

@@ -54,9 +54,11 @@ from rlhfkit.models.reference_cache import (
 )
 from rlhfkit.trainers.checkpoint import CheckpointConfig, check_finite
 from rlhfkit.trainers.common import (
+    BF16_HELP,
     DataConfig,
     ReportTo,
     batches,
+    forward_autocast,
     from_main,
     load_split,
     make_accelerator,
@@ -111,7 +113,8 @@ class DPOConfig:
         "none", "also send metrics.jsonl rows to: none, tensorboard, wandb (offline)"
     )
     seed: int = option(0, "seed for batching and initialisation")
-    dtype: str = option("float32", "float32, bfloat16 or float16")
+    dtype: str = option("float32", "weights: float32, bfloat16 or float16 (to train: float32 and bf16)")
+    bf16: bool = option(False, BF16_HELP)
     threads: int | None = option(None, "CPU threads (default: all cores)")
 
     def __post_init__(self):
@@ -149,8 +152,9 @@ def _precompute_reference(
     """Reference log-probs of ``items`` as an (N, 2) table (chosen, rejected; NaN outside ``needed``),
     its cache key, and whether it came from the cache. Call it before the first update, while the policy
     still is the reference."""
+    precision = f"{cfg.dtype}+bf16" if cfg.bf16 else cfg.dtype
     key = cache_key(
-        "dpo-reference-v1", weights_fingerprint(model), cfg.dtype, [[i, items[i]] for i in needed]
+        "dpo-reference-v1", weights_fingerprint(model), precision, [[i, items[i]] for i in needed]
     )
     table = load_cached(cache_path(cfg.output_dir, key), key)
     if table is not None:
@@ -253,7 +257,8 @@ def train_dpo(cfg: DPOConfig) -> dict:
         # (each process scores its own pairs; the main process also those it evaluates at the end)
         needed = {i for batch in my_plan for i in batch}
         needed = sorted(needed | ({*train_eval_idx, *eval_idx} if main else set()))
-        table, _, cache_hit = _precompute_reference(cfg, model, items, needed, pad_id)
+        with forward_autocast(cfg, accelerator):
+            table, _, cache_hit = _precompute_reference(cfg, model, items, needed, pad_id)
         reference = _table_reference(table)
     if cfg.gradient_checkpointing:
         enable_gradient_checkpointing(model)
@@ -277,7 +282,8 @@ def train_dpo(cfg: DPOConfig) -> dict:
     )
     for step, indices in enumerate(progress, start=start + 1):
         batch = collate_pairs([items[i] for i in indices], pad_id)  # (2B, T): chosen rows, then rejected
-        x = _pair_logps(model, batch, indices, reference)
+        with forward_autocast(cfg, accelerator):
+            x = _pair_logps(model, batch, indices, reference)
         # a mean over pairs; every process has as many, so the mean of the means is the global mean
         loss, metrics = loss_fn(x, params)
         metrics = mean_over_processes(accelerator, {"loss": loss, **metrics})
@@ -299,8 +305,9 @@ def train_dpo(cfg: DPOConfig) -> dict:
     accelerator.wait_for_everyone()
     summary = None
     if main:
-        on_train = _evaluate(plain, items, train_eval_idx, pad_id, cfg, reference, loss_fn)
-        on_eval = _evaluate(plain, items, eval_idx, pad_id, cfg, reference, loss_fn)
+        with forward_autocast(cfg, accelerator):
+            on_train = _evaluate(plain, items, train_eval_idx, pad_id, cfg, reference, loss_fn)
+            on_eval = _evaluate(plain, items, eval_idx, pad_id, cfg, reference, loss_fn)
         summary = {
             "stage": "dpo",
             "loss_type": cfg.loss_type,

@@ -9,7 +9,7 @@ from rlhfkit.config import option
 from rlhfkit.models.lora import LoRAConfig
 from rlhfkit.rewards import RewardSpec, check_reward_specs
 from rlhfkit.trainers.checkpoint import CheckpointConfig
-from rlhfkit.trainers.common import DataConfig, ReportTo
+from rlhfkit.trainers.common import BF16_HELP, DataConfig, ReportTo
 
 
 @dataclass
@@ -62,7 +62,8 @@ class GroupRLConfig:
         "none", "also send metrics.jsonl rows to: none, tensorboard, wandb (offline)"
     )
     seed: int = option(0, "seed for prompt order and sampling")
-    dtype: str = option("float32", "float32, bfloat16 or float16")
+    dtype: str = option("float32", "weights: float32, bfloat16 or float16 (to train: float32 and bf16)")
+    bf16: bool = option(False, BF16_HELP)
     threads: int | None = option(None, "CPU threads (default: all cores)")
 
     def __post_init__(self):

@@ -50,7 +50,7 @@ from rlhfkit.losses import grpo_loss, masked_mean
 from rlhfkit.models.logprobs import response_logprobs
 from rlhfkit.models.lora import reference_of
 from rlhfkit.trainers import rl_run
-from rlhfkit.trainers.common import mean_over_processes
+from rlhfkit.trainers.common import forward_autocast, mean_over_processes
 from rlhfkit.trainers.group_config import GroupRLConfig
 from rlhfkit.trainers.micro import epoch_updates
 
@@ -118,13 +118,13 @@ def train_grpo(cfg: GRPOConfig) -> dict:
         clock.mark()
 
         # 2-3. rewards and group-normalised advantages
-        scored, scores = rl_run.score_rollout(cfg, step, run.reward, ro)  # (N,)
+        scored, scores = rl_run.score_rollout(cfg, step, run.reward, ro, accelerator)  # (N,)
         mask = ro.response_mask.float()  # (N, R)
         advantages = group_advantages(scores.view(-1, group), cfg.scale_rewards).flatten()  # (N,)
         seqs = (ro.query_ids, ro.query_mask, ro.response_ids, ro.response_mask)
 
         # 4. reference logprobs (if any) and sampling-policy logprobs (if the batch is reused)
-        with torch.no_grad():
+        with torch.no_grad(), forward_autocast(cfg, accelerator):
             old_logprobs = None
             if not on_policy:
                 old_logprobs = response_logprobs(policy, *seqs, temperature=cfg.temperature).logprobs

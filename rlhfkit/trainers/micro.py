@@ -21,6 +21,7 @@ import torch
 from accelerate import Accelerator
 
 from rlhfkit.trainers.checkpoint import check_finite
+from rlhfkit.trainers.common import forward_autocast
 
 LossFn = Callable[[torch.Tensor], tuple[torch.Tensor, dict[str, torch.Tensor]]]
 
@@ -89,9 +90,17 @@ def epoch_updates(
 ) -> None:
     """One pass over the rows in ``order``: a gradient step per ``cfg.mini_batch_size`` rows, each in
     micro-batches of ``cfg.micro_batch_size`` (aggregation ``cfg.loss_aggregation``, clipping at
-    ``cfg.max_grad_norm``); every step's loss and metrics are appended to ``stats``."""
+    ``cfg.max_grad_norm``; losses under :func:`~rlhfkit.trainers.common.forward_autocast`); every step's
+    loss and metrics are appended to ``stats``."""
+
+    def autocast_loss(rows: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        with forward_autocast(cfg, accelerator):
+            return loss_fn(rows)
+
     for idx in order.split(cfg.mini_batch_size):
         parts = micro_batches(idx, mask, cfg.loss_aggregation, cfg.micro_batch_size)
-        totals = accumulated_step(accelerator, model, optimizer, parts, loss_fn, cfg.max_grad_norm, step)
+        totals = accumulated_step(
+            accelerator, model, optimizer, parts, autocast_loss, cfg.max_grad_norm, step
+        )
         for key, value in totals.items():
             stats.setdefault(key, []).append(value)

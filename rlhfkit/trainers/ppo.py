@@ -64,8 +64,10 @@ from rlhfkit.rollout.sampling import Sampling, rollout
 from rlhfkit.trainers import rl_run
 from rlhfkit.trainers.checkpoint import CheckpointConfig, Checkpointer, check_finite
 from rlhfkit.trainers.common import (
+    BF16_HELP,
     DataConfig,
     ReportTo,
+    forward_autocast,
     load_split,
     make_accelerator,
     make_optimizer,
@@ -132,7 +134,8 @@ class PPOConfig:
         "none", "also send metrics.jsonl rows to: none, tensorboard, wandb (offline)"
     )
     seed: int = option(0, "seed for prompt order and sampling")
-    dtype: str = option("float32", "float32, bfloat16 or float16")
+    dtype: str = option("float32", "weights: float32, bfloat16 or float16 (to train: float32 and bf16)")
+    bf16: bool = option(False, BF16_HELP)
     threads: int | None = option(None, "CPU threads (default: all cores)")
 
     def __post_init__(self):
@@ -225,9 +228,10 @@ def train_ppo(cfg: PPOConfig, reward_fn: RewardFn | None = None) -> dict:
         # 1-2. rollout and score
         clock = rl_run.PhaseClock()
         prompts = shard(next(stream), accelerator)  # this process's prompts of the global batch
-        ro = rollout(policy, tokenizer, prompts, Sampling.of(cfg), generator)
+        with forward_autocast(cfg, accelerator):
+            ro = rollout(policy, tokenizer, prompts, Sampling.of(cfg), generator)
         clock.mark()
-        scored, penalised = rl_run.score_rollout(cfg, step, reward, ro)  # (B,)
+        scored, penalised = rl_run.score_rollout(cfg, step, reward, ro, accelerator)  # (B,)
         scores = scored.total.to(penalised.device)  # (B,) as the reward model gave them
         mask = ro.response_mask.float()  # (B, R)
         seqs = (ro.query_ids, ro.query_mask, ro.response_ids, ro.response_mask)
@@ -239,16 +243,17 @@ def train_ppo(cfg: PPOConfig, reward_fn: RewardFn | None = None) -> dict:
             venc = value.encode(ro.reward_texts(), ro.reward_text_starts(), width=mask.size(1))
             venc = to_device(venc, accelerator.device)
 
-        with torch.no_grad(), reference_of(policy, reference) as ref:
-            ref_logprobs = response_logprobs(ref, *seqs, temperature=cfg.temperature).logprobs
         everything = torch.arange(cfg.batch_size)
         first = None  # the first minibatch's outputs, with gradients, when they are also the old ones
-        if _fused_first_update(cfg):
-            first = _forward(cfg, seqs, venc, everything, policy_ddp, value_ddp, with_entropy=True)
-            old, old_values = first
-        else:
-            with torch.no_grad():
-                old, old_values = _forward(cfg, seqs, venc, everything, policy, value)
+        with forward_autocast(cfg, accelerator):
+            with torch.no_grad(), reference_of(policy, reference) as ref:
+                ref_logprobs = response_logprobs(ref, *seqs, temperature=cfg.temperature).logprobs
+            if _fused_first_update(cfg):
+                first = _forward(cfg, seqs, venc, everything, policy_ddp, value_ddp, with_entropy=True)
+                old, old_values = first
+            else:
+                with torch.no_grad():
+                    old, old_values = _forward(cfg, seqs, venc, everything, policy, value)
         old_logprobs = old.logprobs.detach()  # (B, R)
         old_values = old_values.detach() * mask  # (B, R)
         clock.mark()
@@ -268,7 +273,8 @@ def train_ppo(cfg: PPOConfig, reward_fn: RewardFn | None = None) -> dict:
                     new, values = first
                     first, idx = None, everything
                 else:
-                    new, values = _forward(cfg, seqs, venc, idx, policy_ddp, value_ddp, with_entropy=True)
+                    with forward_autocast(cfg, accelerator):
+                        new, values = _forward(cfg, seqs, venc, idx, policy_ddp, value_ddp, with_entropy=True)
                 pg_loss, pg_metrics = ppo_policy_loss(
                     new.logprobs, old_logprobs[idx], advantages[idx], mask[idx], cfg.clip_eps
                 )

@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -33,9 +34,11 @@ from rlhfkit.models.packing import can_pack, length_groups
 from rlhfkit.models.reward import load_reward_tokenizer, normalize_reward_head, reward_scores, score_texts
 from rlhfkit.trainers.checkpoint import CheckpointConfig, check_finite
 from rlhfkit.trainers.common import (
+    BF16_HELP,
     DataConfig,
     ReportTo,
     batches,
+    forward_autocast,
     from_main,
     load_split,
     make_accelerator,
@@ -84,7 +87,8 @@ class RewardConfig:
     )
     eval_batch_size: int = option(32, "dialogues per evaluation forward pass")
     seed: int = option(0, "seed for batching")
-    dtype: str = option("float32", "float32, bfloat16 or float16")
+    dtype: str = option("float32", "weights: float32, bfloat16 or float16 (to train: float32 and bf16)")
+    bf16: bool = option(False, BF16_HELP)
     threads: int | None = option(None, "CPU threads (default: all cores)")
 
     def __post_init__(self):
@@ -114,8 +118,11 @@ def reward_step(
     max_length: int,
     micro_batch_tokens: int | None,
     backward: Callable[[torch.Tensor], None],
+    autocast: Callable[[], AbstractContextManager] = nullcontext,
 ) -> dict[str, torch.Tensor]:
-    """Bradley-Terry loss of ``pairs``, its gradients accumulated through ``backward(loss)``.
+    """Bradley-Terry loss of ``pairs``, its gradients accumulated through ``backward(loss)``; the forward
+    passes run under ``autocast()`` (:func:`~rlhfkit.trainers.common.forward_autocast`), the backward
+    passes outside it.
 
     The pairs go through the model in micro-batches of similar length holding at most
     ``micro_batch_tokens`` real tokens each (both dialogues of a pair in the same micro-batch), every
@@ -136,9 +143,10 @@ def reward_step(
     scored, order = [], []
     for group in groups:
         texts = [chosen[i] for i in group] + [rejected[i] for i in group]
-        rewards = reward_scores(model, tokenizer, texts, max_length)  # (2b,)
         b = len(group)
-        loss, _ = bradley_terry_loss(rewards[:b], rewards[b:], margin[group].to(rewards.device))
+        with autocast():
+            rewards = reward_scores(model, tokenizer, texts, max_length)  # (2b,)
+            loss, _ = bradley_terry_loss(rewards[:b], rewards[b:], margin[group].to(rewards.device))
         backward(loss * (b / len(pairs)))
         scored.append(rewards.detach().view(2, b))
         order += group
@@ -177,7 +185,8 @@ def train_reward(cfg: RewardConfig) -> dict:
     def evaluate(scorer):
         if not held_out or not main:  # the main process evaluates, the others wait
             return {}
-        return evaluate_pairs(scorer, tokenizer, held_out, cfg.max_length, cfg.eval_batch_size)
+        with forward_autocast(cfg, accelerator):
+            return evaluate_pairs(scorer, tokenizer, held_out, cfg.max_length, cfg.eval_batch_size)
 
     global_batch = min(cfg.batch_size * world, len(train) // world * world)
     steps = cfg.max_steps or cfg.epochs * math.ceil(len(train) / global_batch)
@@ -192,7 +201,13 @@ def train_reward(cfg: RewardConfig) -> dict:
     for step in progress:
         pairs = shard(next(stream), accelerator)  # this process's pairs of the global batch
         metrics = reward_step(
-            model, tokenizer, pairs, cfg.max_length, cfg.micro_batch_tokens, accelerator.backward
+            model,
+            tokenizer,
+            pairs,
+            cfg.max_length,
+            cfg.micro_batch_tokens,
+            accelerator.backward,
+            functools.partial(forward_autocast, cfg, accelerator),
         )
         # a mean over pairs; every process has as many, so the mean of the means is the global mean
         metrics = mean_over_processes(accelerator, metrics)
@@ -213,7 +228,8 @@ def train_reward(cfg: RewardConfig) -> dict:
         # the head is normalised and saved as plain transformers weights (adapter merged in)
         plain = merge_lora(accelerator.unwrap_model(model))
         plain.eval()
-        norm = _normalize(plain, tokenizer, train[: cfg.normalize_samples], cfg) if cfg.normalize else {}
+        with forward_autocast(cfg, accelerator):
+            norm = _normalize(plain, tokenizer, train[: cfg.normalize_samples], cfg) if cfg.normalize else {}
         after = evaluate(plain)
         summary = {
             "stage": "reward",

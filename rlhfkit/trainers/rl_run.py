@@ -27,6 +27,7 @@ from rlhfkit.trainers.checkpoint import Checkpointer, check_finite
 from rlhfkit.trainers.common import (
     MetricsLog,
     batches,
+    forward_autocast,
     from_main,
     generator_states,
     load_split,
@@ -146,19 +147,23 @@ def sample_groups(
     cfg, batch: list[str], accelerator: Accelerator, policy, tokenizer, generator: torch.Generator
 ) -> Rollout:
     """GRPO/RLOO sampling: each of this process's prompts of the global ``batch`` ``cfg.group_size`` (G)
-    times in a row, so that row b * G + i is sample i of prompt b."""
+    times in a row, so that row b * G + i is sample i of prompt b; under :func:`forward_autocast`."""
     repeated = [p for p in shard(batch, accelerator) for _ in range(cfg.group_size)]
-    return rollout(policy, tokenizer, repeated, Sampling.of(cfg), generator)
+    with forward_autocast(cfg, accelerator):
+        return rollout(policy, tokenizer, repeated, Sampling.of(cfg), generator)
 
 
-def score_rollout(cfg, step: int, reward: CombinedReward, ro: Rollout) -> tuple[RewardBatch, torch.Tensor]:
-    """The rewards of the rollout's responses, and their total (B,) minus ``cfg.missing_eos_penalty`` for
-    each response that never emitted EOS.
+def score_rollout(
+    cfg, step: int, reward: CombinedReward, ro: Rollout, accelerator: Accelerator
+) -> tuple[RewardBatch, torch.Tensor]:
+    """The rewards of the rollout's responses (reward models under :func:`forward_autocast`), and their
+    total (B,) minus ``cfg.missing_eos_penalty`` for each response that never emitted EOS.
 
     Raises:
         rlhfkit.trainers.checkpoint.NonFiniteError: a total reward is NaN or infinite.
     """
-    scored = reward(ro.prompts, ro.response_texts)
+    with forward_autocast(cfg, accelerator):
+        scored = reward(ro.prompts, ro.response_texts)
     device = ro.response_mask.device
     total = scored.total.to(device)  # (B,)
     check_finite(step, reward=total)

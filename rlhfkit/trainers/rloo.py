@@ -49,7 +49,7 @@ from rlhfkit.losses import masked_mean, rloo_loss
 from rlhfkit.models.logprobs import response_logprobs
 from rlhfkit.models.lora import reference_of
 from rlhfkit.trainers import rl_run
-from rlhfkit.trainers.common import mean_over_processes
+from rlhfkit.trainers.common import forward_autocast, mean_over_processes
 from rlhfkit.trainers.group_config import GroupRLConfig
 from rlhfkit.trainers.micro import epoch_updates
 
@@ -113,12 +113,12 @@ def train_rloo(cfg: RLOOConfig) -> dict:
         clock.mark()
 
         # 2. rewards
-        scored, scores = rl_run.score_rollout(cfg, step, run.reward, ro)  # (N,)
+        scored, scores = rl_run.score_rollout(cfg, step, run.reward, ro, accelerator)  # (N,)
         mask = ro.response_mask.float()  # (N, R)
         seqs = (ro.query_ids, ro.query_mask, ro.response_ids, ro.response_mask)
 
         # 3. sampling-policy and reference logprobs; KL folded into the sequence reward
-        with torch.no_grad():
+        with torch.no_grad(), forward_autocast(cfg, accelerator):
             old_logprobs = response_logprobs(policy, *seqs, temperature=cfg.temperature).logprobs
             kl = torch.zeros(n, device=mask.device)  # (N,) nats per response
             if use_reference:

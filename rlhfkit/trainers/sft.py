@@ -25,9 +25,11 @@ from rlhfkit.models.logprobs import next_token_logprobs
 from rlhfkit.models.lora import LoRAConfig, prepare_trainable
 from rlhfkit.trainers.checkpoint import CheckpointConfig, check_finite
 from rlhfkit.trainers.common import (
+    BF16_HELP,
     DataConfig,
     ReportTo,
     batches,
+    forward_autocast,
     from_main,
     load_split,
     make_accelerator,
@@ -68,7 +70,8 @@ class SFTConfig:
     eval_examples: int | None = option(64, "held-out examples scored before and after training (None: all)")
     eval_batch_size: int = option(8, "examples per evaluation forward pass")
     seed: int = option(0, "seed for batching and initialisation")
-    dtype: str = option("float32", "float32, bfloat16 or float16")
+    dtype: str = option("float32", "weights: float32, bfloat16 or float16 (to train: float32 and bf16)")
+    bf16: bool = option(False, BF16_HELP)
     threads: int | None = option(None, "CPU threads (default: all cores)")
 
     def __post_init__(self):
@@ -130,9 +133,10 @@ def train_sft(cfg: SFTConfig) -> dict:
     if start:
         eval_before = extra.get("eval_nll_before")
     else:
-        eval_before = (
-            _response_nll(model, eval_enc, pad_id, cfg.eval_batch_size) if eval_enc and main else None
-        )
+        with forward_autocast(cfg, accelerator):
+            eval_before = (
+                _response_nll(model, eval_enc, pad_id, cfg.eval_batch_size) if eval_enc and main else None
+            )
     model, optimizer = accelerator.prepare(model, optimizer)  # DDP (or FSDP / DeepSpeed) under a launcher
 
     model.train()
@@ -142,7 +146,8 @@ def train_sft(cfg: SFTConfig) -> dict:
     )
     for step in progress:
         batch = to_device(collate_sft(shard(next(stream), accelerator), pad_id), accelerator.device)
-        loss, metrics = _loss(model, batch)  # mean over local tokens
+        with forward_autocast(cfg, accelerator):
+            loss, metrics = _loss(model, batch)  # mean over local tokens
         # the global token mean: sum of (local mean * local tokens) over processes / all tokens
         tokens = metrics["tokens"].float()
         totals = accelerator.reduce(torch.stack([tokens, loss.detach() * tokens]), "sum")  # (2,)
@@ -173,6 +178,8 @@ def train_sft(cfg: SFTConfig) -> dict:
     summary = None
     if main:
         plain = accelerator.unwrap_model(model)
+        with forward_autocast(cfg, accelerator):
+            eval_after = _response_nll(plain, eval_enc, pad_id, cfg.eval_batch_size) if eval_enc else None
         summary = {
             "stage": "sft",
             "steps": steps,
@@ -182,7 +189,7 @@ def train_sft(cfg: SFTConfig) -> dict:
             "train_loss_first": log.rows[0]["loss"],
             "train_loss_last": log.rows[-1]["loss"],
             "eval_nll_before": eval_before,
-            "eval_nll": _response_nll(plain, eval_enc, pad_id, cfg.eval_batch_size) if eval_enc else None,
+            "eval_nll": eval_after,
         }
     summary = from_main(accelerator, summary)
     save_trained(accelerator, model, tokenizer, cfg.output_dir, cfg, summary)

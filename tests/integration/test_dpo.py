@@ -132,6 +132,23 @@ def test_precomputed_and_on_the_fly_reference_agree(tiny_policy_dir, toy_prefere
     assert again["train_loss_last"] == pytest.approx(pre_summary["train_loss_last"], abs=1e-5)
 
 
+@pytest.mark.parametrize("reference", ["precomputed", "on_the_fly"])
+def test_bf16_dpo_raises_accuracy_and_keeps_float32_weights(
+    tiny_policy_dir, toy_preferences, tmp_path, autocast_spy, reference
+):
+    autocast_spy.watch(dpo, "sequence_logprobs")  # reference, policy and evaluation passes
+    out = tmp_path / "dpo"
+    settings = dict(max_steps=15, eval_pairs=None, reference=reference)
+    summary = train_dpo(_cfg(tiny_policy_dir, toy_preferences, out, bf16=True, **settings))
+    assert summary["train_accuracy"] > 0.9
+    assert summary["train_loss_last"] < summary["train_loss_first"]
+    autocast_spy.check_bf16_run(["sequence_logprobs"], out)
+    if reference == "precomputed":  # bf16 reference log-probs are not served to a float32 run
+        fp32 = train_dpo(_cfg(tiny_policy_dir, toy_preferences, out, **settings))
+        assert fp32["reference_cache_hit"] is False
+        assert len(list((out / "reference_cache").glob("*.safetensors"))) == 2
+
+
 def test_lora_reference_is_the_base_model_with_its_adapter_off(
     tiny_policy_dir, toy_preferences, tmp_path, count_loads
 ):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import sys
 
 import pytest
 from transformers import AutoModelForCausalLM
@@ -13,6 +14,7 @@ from transformers import AutoModelForCausalLM
 from rlhfkit.cli import main
 from rlhfkit.eval.evaluate import EvalConfig, evaluate
 from rlhfkit.rewards import RewardSpec
+from rlhfkit.rewards.combined import CombinedReward
 from rlhfkit.trainers import rl_run
 from rlhfkit.trainers.common import DataConfig
 from rlhfkit.trainers.grpo import GRPOConfig, train_grpo
@@ -77,7 +79,14 @@ def _rows(out) -> list[dict]:
     [(GRPOConfig, train_grpo), (RLOOConfig, train_rloo)],
     ids=["grpo", "rloo"],
 )
-def test_a_rule_reward_rises(config_cls, train, tiny_policy_dir, toy_preferences, reward_file, tmp_path):
+@pytest.mark.parametrize("bf16", [False, True], ids=["fp32", "bf16"])
+def test_a_rule_reward_rises(
+    config_cls, train, tiny_policy_dir, toy_preferences, reward_file, tmp_path, autocast_spy, bf16
+):
+    trainer = sys.modules[config_cls.__module__]
+    autocast_spy.watch(trainer, "response_logprobs")  # sampling-policy / reference passes and the loss
+    autocast_spy.watch(rl_run, "rollout")
+    autocast_spy.watch(CombinedReward, "__call__")
     out = tmp_path / "run"
     cfg = config_cls(
         **_common(tiny_policy_dir, toy_preferences, out),
@@ -85,6 +94,7 @@ def test_a_rule_reward_rises(config_cls, train, tiny_policy_dir, toy_preferences
         steps=30,
         lr=5e-3,
         kl_coef=0.02,
+        bf16=bf16,
     )
     summary = train(cfg)
     rows = _rows(out)
@@ -105,6 +115,8 @@ def test_a_rule_reward_rises(config_cls, train, tiny_policy_dir, toy_preferences
     ):
         assert key in rows[0], key
     AutoModelForCausalLM.from_pretrained(out)
+    if bf16:
+        autocast_spy.check_bf16_run(["response_logprobs", "rollout", "__call__"], out)
 
 
 @pytest.mark.parametrize(

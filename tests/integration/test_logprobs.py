@@ -12,7 +12,7 @@ import torch
 
 from rlhfkit.data.collate import encode_prompts, pad_sequences
 from rlhfkit.models.loading import load_policy, load_tokenizer
-from rlhfkit.models.logprobs import response_logprobs, token_entropy, token_logprobs
+from rlhfkit.models.logprobs import next_token_logprobs, response_logprobs, token_entropy, token_logprobs
 
 PROMPTS = [
     "\n\nHuman: Is this a good idea?\n\nAssistant:",
@@ -113,3 +113,22 @@ def test_response_logprobs_carry_gradients(tiny_policy_dir, batch):
     (logprobs * batch[3]).sum().backward()
     grad = policy.get_output_embeddings().weight.grad
     assert grad is not None and grad.abs().sum() > 0
+
+
+def test_packed_and_padded_logprobs_under_bf16_autocast_stay_close_to_float32(tiny_policy_dir):
+    model = load_policy(tiny_policy_dir, trainable=False)
+    torch.manual_seed(0)
+    ids = torch.randint(3, 100, (3, 12))
+    mask = torch.ones_like(ids)
+    mask[1, :4] = 0  # left padding
+    ids[2, :6] = ids[0, :6]  # a prefix shared with row 0: computed once when packed
+    target = mask.clone()
+    target[:, :5] = 0
+    with torch.no_grad():
+        for pack_tokens in (64, None):
+            full = next_token_logprobs(model, ids, mask, target, pack_tokens=pack_tokens).logprobs
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                half = next_token_logprobs(model, ids, mask, target, pack_tokens=pack_tokens).logprobs
+            assert half.dtype == torch.float32 and torch.isfinite(half).all()
+            gap = (half - full).abs().max().item()
+            assert 0 < gap < 0.05, gap  # bf16 was used, and rounds by ~1e-2 at most here

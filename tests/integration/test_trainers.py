@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 import torch
@@ -10,7 +11,8 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
 from rlhfkit.eval.evaluate import EvalConfig, evaluate
-from rlhfkit.trainers import ppo
+from rlhfkit.models.value import ValueModel
+from rlhfkit.trainers import ppo, reward, sft
 from rlhfkit.trainers.common import DataConfig
 from rlhfkit.trainers.ppo import PPOConfig, train_ppo
 from rlhfkit.trainers.reward import RewardConfig, train_reward
@@ -21,7 +23,11 @@ def _data(path, **kw) -> DataConfig:
     return DataConfig(path=str(path), eval_fraction=0.25, **kw)
 
 
-def test_sft_lowers_the_held_out_response_loss(tiny_policy_dir, toy_preferences, tmp_path):
+@pytest.mark.parametrize("bf16", [False, True], ids=["fp32", "bf16"])
+def test_sft_lowers_the_held_out_response_loss(
+    tiny_policy_dir, toy_preferences, tmp_path, autocast_spy, bf16
+):
+    autocast_spy.watch(sft, "next_token_logprobs")
     out = tmp_path / "sft"
     summary = train_sft(
         SFTConfig(
@@ -32,9 +38,12 @@ def test_sft_lowers_the_held_out_response_loss(tiny_policy_dir, toy_preferences,
             batch_size=8,
             lr=2e-3,
             threads=2,
+            bf16=bf16,
         )
     )
     assert summary["eval_nll"] < summary["eval_nll_before"] - 0.5
+    if bf16:
+        autocast_spy.check_bf16_run(["next_token_logprobs"], out)
     assert summary["train_loss_last"] < summary["train_loss_first"]
     # the saved policy is a plain transformers model
     model = AutoModelForCausalLM.from_pretrained(out)
@@ -44,7 +53,10 @@ def test_sft_lowers_the_held_out_response_loss(tiny_policy_dir, toy_preferences,
     assert len(lines) == 30 and "loss" in json.loads(lines[0])
 
 
-def test_reward_training_raises_pair_accuracy(tiny_reward_dir, toy_hh_file, tmp_path):
+@pytest.mark.parametrize("bf16", [False, True], ids=["fp32", "bf16"])
+def test_reward_training_raises_pair_accuracy(tiny_reward_dir, toy_hh_file, tmp_path, autocast_spy, bf16):
+    autocast_spy.watch(reward, "reward_scores")
+    autocast_spy.watch(reward, "score_texts")  # evaluation and normalisation
     out = tmp_path / "rm"
     summary = train_reward(
         RewardConfig(
@@ -55,10 +67,13 @@ def test_reward_training_raises_pair_accuracy(tiny_reward_dir, toy_hh_file, tmp_
             batch_size=8,
             lr=2e-3,
             threads=2,
+            bf16=bf16,
         )
     )
     assert summary["eval_accuracy"] >= 0.9
     assert summary["eval_accuracy"] > summary["eval_accuracy_before"]
+    if bf16:
+        autocast_spy.check_bf16_run(["reward_scores", "score_texts"], out)
     assert summary["normalized_from_std"] > 0  # the head was rescaled to unit std on training responses
     # the saved reward model loads in plain transformers; its single logit is the reward
     model = AutoModelForSequenceClassification.from_pretrained(out)
@@ -101,12 +116,19 @@ def _toy_ppo(dirs, out, shared_value_head, batch: tuple[int, int, int], lr: floa
     )
 
 
+@pytest.mark.parametrize("bf16", [False, True], ids=["fp32", "bf16"])
 @pytest.mark.parametrize("shared_value_head", [False, True])
 def test_ppo_raises_a_toy_reward_with_finite_kl(
-    tiny_policy_dir, tiny_reward_dir, toy_preferences, tmp_path, shared_value_head
+    tiny_policy_dir, tiny_reward_dir, toy_preferences, tmp_path, autocast_spy, shared_value_head, bf16
 ):
+    autocast_spy.watch(ppo, "response_logprobs")
+    autocast_spy.watch(ppo, "rollout")
+    autocast_spy.watch(ValueModel, "forward")
+    autocast_spy.watch(sys.modules[__name__], "_count_a")  # the reward, called by the trainer
     dirs = (tiny_policy_dir, tiny_reward_dir, toy_preferences)
-    cfg = _toy_ppo(dirs, tmp_path / "ppo", shared_value_head, (8, 4, 2), 3e-3, steps=30, kl_coef=0.02)
+    cfg = _toy_ppo(
+        dirs, tmp_path / "ppo", shared_value_head, (8, 4, 2), 3e-3, steps=30, kl_coef=0.02, bf16=bf16
+    )
     summary = train_ppo(cfg, reward_fn=_count_a)
     rows = [json.loads(line) for line in (tmp_path / "ppo" / "metrics.jsonl").read_text().splitlines()]
     first = sum(r["score"] for r in rows[:5]) / 5
@@ -121,6 +143,9 @@ def test_ppo_raises_a_toy_reward_with_finite_kl(
         late = rows[-5:]
         assert sum(r["value_mean"] for r in late) > 0.7 * sum(r["score"] for r in late)
     AutoModelForCausalLM.from_pretrained(tmp_path / "ppo")
+    if bf16:
+        forwards = ["response_logprobs", "rollout", "_count_a"] + ([] if shared_value_head else ["forward"])
+        autocast_spy.check_bf16_run(forwards, tmp_path / "ppo")
 
 
 @pytest.mark.parametrize("shared_value_head", [False, True])

@@ -113,3 +113,12 @@ def test_accelerate_config_loads(path):
     cfg = ClusterConfig.from_yaml_file(path)
     assert str(cfg.distributed_type).split(".")[-1] in {"MULTI_GPU", "FSDP", "DEEPSPEED"}
     assert cfg.num_processes >= 1 and cfg.use_cpu is False
+
+
+@pytest.mark.parametrize("command", ["sft", "reward", "dpo", "ppo", "grpo", "rloo"])
+def test_every_trainer_takes_bf16_mixed_precision(command):
+    config = COMMANDS[command].config()
+    assert load_config(config).bf16 is False
+    assert load_config(config, overrides=["bf16=true"]).bf16 is True
+    with pytest.raises(ConfigError, match="bf16"):
+        load_config(config, overrides=["bf16=fast"])
