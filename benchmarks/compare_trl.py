@@ -12,8 +12,11 @@ Usage::
 
     make bench                                        # installs the bench extra and .venv-trl112, runs all
     .venv/bin/python benchmarks/compare_trl.py [--cases sft,dpo] [--steps 5] [--offline-steps 8]
-        [--repeats 1] [--out results.json] [--markdown] [--tiny] [--rlhfkit-gradient-checkpointing]
+        [--repeats 1] [--out results.json] [--markdown] [--tiny] [--rlhfkit-gradient-checkpointing] [--bf16]
 
+``--bf16`` runs both sides in bfloat16 mixed precision instead of fp32 (rlhfkit ``bf16=true``, TRL
+``bf16=True``: float32 weights and AdamW, forward passes under bfloat16 autocast; the GFLOP/s column is
+then against the bfloat16 matmul rate).
 ``--tiny`` runs every case end to end on tiny random models (a smoke test of the harness: a few minutes
 for all cases); its numbers mean nothing.
 Cases: sft, reward-minilm, reward-smollm2, dpo, dpo-precomputed, grpo, rloo, ppo, ppo-shared-head. The
@@ -163,6 +166,7 @@ def case_spec(name: str, args, folders: dict[str, str], workdir: Path) -> dict:
         "max_new_tokens": MAX_NEW_TOKENS,
         "metric": {"rlhfkit": rlhfkit_metric, "trl": trl_metric},
         "rlhfkit_gradient_checkpointing": args.rlhfkit_gradient_checkpointing,
+        "bf16": args.bf16,
         "out_dir": str(workdir / "out"),
     }
 
@@ -240,10 +244,11 @@ def _metric(side: dict, kind: str) -> str:
     return f"{METRICS[kind][0]} {side['metric_first']:.3f} -> {side['metric_last']:.3f}"
 
 
-def print_table(rows: list[dict], limits: list[float]) -> None:
+def print_table(rows: list[dict], limits: list[float], precision: str) -> None:
     measured = ", ".join(f"{x:.0f}" for x in limits)
     print(
-        f"\nfp32 matmul limit: {max(limits):.0f} GFLOP/s (measured {measured}); start s: to the end of step 1"
+        f"\n{precision} matmul limit: {max(limits):.0f} GFLOP/s (measured {measured}); "
+        "start s: to the end of step 1"
     )
     print(
         f"{'case':<40}{'side':<9}{'s/step (min-max)':>22}{'tok/s':>8}{'RSS GiB':>9}{'GFLOP/s':>14}"
@@ -307,7 +312,8 @@ def compare(args) -> int:
     from rlhfkit.trainers.common import HH_DATA
 
     torch.set_num_threads(args.threads)
-    limits = [matmul_gflops()]
+    dtype = torch.bfloat16 if args.bf16 else torch.float32
+    limits = [matmul_gflops(dtype=dtype)]
     names = args.cases.split(",")
     results: dict[str, dict[str, list[dict]]] = {}
     with tempfile.TemporaryDirectory(prefix="compare_trl-") as tmp:
@@ -324,9 +330,9 @@ def compare(args) -> int:
             for _ in range(args.repeats):
                 for side in ("rlhfkit", "trl"):
                     results[name][side].append(run_worker(name, side, spec_path, args))
-    limits.append(matmul_gflops())
+    limits.append(matmul_gflops(dtype=dtype))
     rows = [case_summary(name, results[name], max(limits)) for name in names]
-    print_table(rows, limits)
+    print_table(rows, limits, "bf16" if args.bf16 else "fp32")
     if args.markdown:
         print_markdown(rows, max(limits))
     if args.out:
@@ -336,6 +342,7 @@ def compare(args) -> int:
             "offline_steps": args.offline_steps or args.steps,
             "repeats": args.repeats,
             "tiny": args.tiny,
+            "precision": "bf16 mixed" if args.bf16 else "fp32",
         }
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps({**report, "cases": rows}, indent=2) + "\n")
@@ -378,6 +385,9 @@ def main() -> int:
         "--rlhfkit-gradient-checkpointing",
         action="store_true",
         help="also checkpoint activations on the rlhfkit side (on in TRL by default)",
+    )
+    parser.add_argument(
+        "--bf16", action="store_true", help="both sides in bfloat16 mixed precision (default: fp32)"
     )
     parser.add_argument(
         "--trl112-python",

@@ -29,8 +29,9 @@ from rlhfkit.models.reward import load_reward_tokenizer, reward_scores
 from rlhfkit.trainers.common import HH_DATA
 
 
-def matmul_gflops(n: int = 2048, repeats: int = 10) -> float:
-    a, b = torch.randn(n, n), torch.randn(n, n)
+def matmul_gflops(n: int = 2048, repeats: int = 10, dtype: torch.dtype = torch.float32) -> float:
+    """GFLOP/s of an (n, n) @ (n, n) product in ``dtype`` on this machine's threads."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     a @ b  # warm-up
     start = time.perf_counter()
     for _ in range(repeats):

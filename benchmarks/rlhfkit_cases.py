@@ -36,6 +36,7 @@ def _shared(spec: dict) -> dict:
         "seed": spec["seed"],
         "threads": spec["threads"],
         "gradient_checkpointing": spec["rlhfkit_gradient_checkpointing"],
+        "bf16": bool(spec.get("bf16")),
     }
 
 

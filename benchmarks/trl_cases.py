@@ -2,7 +2,8 @@
 
 Only what must match rlhfkit is set: the model and data rows (given in the order rlhfkit consumes them, read
 sequentially), batch, lengths, beta, temperature, generations, PPO epochs, seed, learning rate (TRL's
-default for the trainer) on a constant schedule, and CPU fp32 (``bf16=False, use_cpu=True``); no saving,
+default for the trainer) on a constant schedule, and the CPU in fp32 (``use_cpu=True``; ``bf16=True``, mixed
+precision, with ``--bf16``); no saving,
 no evaluation, no reporting. Gradient checkpointing stays at TRL's default (on).
 
 A :class:`transformers.TrainerCallback` reads the clock and a :class:`compare_worker.TokenCounter` at every
@@ -59,7 +60,7 @@ def _args(config_cls, spec: dict, **settings):
         "lr_scheduler_type": "constant",
         "train_sampling_strategy": "sequential",  # the rows are already in rlhfkit's order
         "seed": spec["seed"],
-        "bf16": False,
+        "bf16": bool(spec.get("bf16")),  # compare_trl.py --bf16: autocast, fp32 weights (as rlhfkit's)
         "use_cpu": True,
         "report_to": "none",
         "save_strategy": "no",
