@@ -16,6 +16,7 @@ Imports no rlhfkit: the PPO case runs in ``.venv-trl112`` (TRL 1.12, the last re
 
 from __future__ import annotations
 
+import os
 import time
 
 import torch
@@ -153,6 +154,10 @@ def _ppo(spec, counter, recorder, data):
     """TRL 1.12's experimental PPO: policy, reference (a copy), value and reward models."""
     from trl.experimental.ppo import PPOConfig, PPOTrainer
 
+    if spec.get("bf16"):
+        # its trainer builds a bare Accelerator(), which reads the precision from this variable (the
+        # transformers that TRL 1.12 was written against set it from bf16=True; 5.x no longer does)
+        os.environ["ACCELERATE_MIXED_PRECISION"] = "bf16"
     tokenizer = AutoTokenizer.from_pretrained(spec["model"], padding_side="left")
     args = _args(
         PPOConfig,
