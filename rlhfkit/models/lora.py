@@ -13,10 +13,12 @@ into the base weights so that the saved folder loads with ``AutoModelForCausalLM
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 
+import torch
 from torch import nn
 
 from rlhfkit.config import option
@@ -90,7 +92,19 @@ def enable_gradient_checkpointing(model: nn.Module) -> None:
 def prepare_trainable(
     model: nn.Module, lora: LoRAConfig, gradient_checkpointing: bool, task_type: TaskType = "CAUSAL_LM"
 ) -> nn.Module:
-    """Apply the memory options to a freshly loaded model: gradient checkpointing, then LoRA if ``lora.r``."""
+    """Apply the memory options to a freshly loaded model: gradient checkpointing, then LoRA if ``lora.r``.
+
+    Warns (``UserWarning``) when every weight is to be trained in bfloat16 or float16 (``dtype``, no LoRA):
+    an AdamW step of ~lr is below those formats' resolution for most weights and is rounded away.
+    """
+    dtype = next(p.dtype for p in model.parameters() if p.is_floating_point())
+    if dtype in (torch.bfloat16, torch.float16) and not lora.enabled:
+        warnings.warn(
+            f"training every weight in {str(dtype).removeprefix('torch.')}: AdamW steps of ~lr are mostly "
+            "rounded away at that precision; load in float32 (dtype=float32) and set bf16=true for mixed "
+            "precision, or train LoRA adapters (lora.r > 0)",
+            stacklevel=2,
+        )
     if gradient_checkpointing:
         enable_gradient_checkpointing(model)
     return add_lora(model, lora, task_type) if lora.enabled else model

@@ -44,7 +44,7 @@ from rlhfkit.data.collate import collate_pairs, encode_pair
 from rlhfkit.losses.dpo import REFERENCE_FREE, DPOParams, PairLogps, check_params, get_dpo_loss
 from rlhfkit.models.loading import load_policy, load_tokenizer
 from rlhfkit.models.logprobs import sequence_logprobs
-from rlhfkit.models.lora import LoRAConfig, add_lora, base_model_of, enable_gradient_checkpointing
+from rlhfkit.models.lora import LoRAConfig, base_model_of, prepare_trainable
 from rlhfkit.models.reference_cache import (
     cache_key,
     cache_path,
@@ -260,10 +260,7 @@ def train_dpo(cfg: DPOConfig) -> dict:
         with forward_autocast(cfg, accelerator):
             table, _, cache_hit = _precompute_reference(cfg, model, items, needed, pad_id)
         reference = _table_reference(table)
-    if cfg.gradient_checkpointing:
-        enable_gradient_checkpointing(model)
-    if cfg.lora.enabled:
-        model = add_lora(model, cfg.lora)
+    model = prepare_trainable(model, cfg.lora, cfg.gradient_checkpointing)
     if cfg.loss_type not in REFERENCE_FREE and cfg.reference == "on_the_fly":
         reference = _on_the_fly_reference(cfg, model)
     optimizer, scheduler, checkpoints, start, _, log = start_training(cfg, model, steps, main)

@@ -11,7 +11,7 @@ from transformers import AutoModelForCausalLM, AutoModelForSequenceClassificatio
 
 from rlhfkit.config import ConfigError, load_config
 from rlhfkit.models import loading
-from rlhfkit.models.lora import LoRAConfig
+from rlhfkit.models.lora import LoRAConfig, prepare_trainable
 from rlhfkit.trainers import dpo, grpo, ppo, reward, rl_run, rloo, sft
 
 LORA = ["lora.r=4", "lora.alpha=8", "lr=1e-2", "threads=2"]
@@ -143,3 +143,16 @@ def test_lora_section_is_validated():
     assert load_config(ppo.PPOConfig, overrides=["lora.target_modules=[all-linear]"]).lora == LoRAConfig(
         target_modules=["all-linear"]
     )
+
+
+@pytest.mark.parametrize(
+    ("dtype", "lora_r", "warns"),
+    [("bfloat16", 0, True), ("float16", 0, True), ("bfloat16", 8, False), ("float32", 0, False)],
+)
+def test_full_training_in_16_bit_weights_warns(tiny_policy_dir, dtype, lora_r, warns, recwarn):
+    model = loading.load_policy(tiny_policy_dir, dtype)
+    prepare_trainable(model, LoRAConfig(r=lora_r), gradient_checkpointing=False)
+    messages = [str(w.message) for w in recwarn if "rounded away" in str(w.message)]
+    assert len(messages) == int(warns), messages
+    if warns:
+        assert dtype in messages[0] and "bf16=true" in messages[0]
