@@ -66,6 +66,11 @@ class GroupRLConfig:
     bf16: bool = option(False, BF16_HELP)
     threads: int | None = option(None, "CPU threads (default: all cores)")
 
+    @property
+    def uses_reference(self) -> bool:
+        """Whether the run has a KL term, hence a reference; with ``kl_coef = 0`` none is loaded."""
+        return self.kl_coef > 0
+
     def __post_init__(self):
         if self.group_size < 2:
             raise ValueError("group_size must be >= 2: advantages compare the responses to one prompt")

@@ -106,7 +106,6 @@ def train_grpo(cfg: GRPOConfig) -> dict:
     """
     run = rl_run.start_group_run(cfg)
     accelerator, policy, policy_ddp, generator = run.accelerator, run.policy, run.policy_ddp, run.generator
-    use_reference = cfg.kl_coef > 0  # kl_coef = 0: no reference at all
     n, group = cfg.batch_size * cfg.group_size, cfg.group_size
     on_policy = cfg.inner_epochs == 1 and cfg.mini_batch_size == n  # one update per batch: ratio = 1
 
@@ -129,7 +128,7 @@ def train_grpo(cfg: GRPOConfig) -> dict:
             if not on_policy:
                 old_logprobs = response_logprobs(policy, *seqs, temperature=cfg.temperature).logprobs
             ref_logprobs = None
-            if use_reference:
+            if cfg.uses_reference:
                 with reference_of(policy, run.reference) as ref:
                     ref_logprobs = response_logprobs(ref, *seqs, temperature=cfg.temperature).logprobs
         clock.mark()

@@ -114,7 +114,7 @@ def start_group_run(cfg) -> GroupRun:
     accelerator = make_accelerator()
     setup_torch(cfg.seed, cfg.threads)
     prompts, _ = load_split(cfg.data, load_prompts)
-    tokenizer, policy, reference = load_policy_and_reference(cfg, accelerator, use_reference=cfg.kl_coef > 0)
+    tokenizer, policy, reference = load_policy_and_reference(cfg, accelerator, cfg.uses_reference)
     reward = build_reward(cfg.rewards, cfg.dtype, cfg.reward_max_length)
     updates = cfg.steps * cfg.inner_epochs * (cfg.batch_size * cfg.group_size // cfg.mini_batch_size)
     optimizer, _ = make_optimizer(policy.parameters(), cfg.lr, 0.0, 0, updates)

@@ -102,7 +102,6 @@ def train_rloo(cfg: RLOOConfig) -> dict:
     """
     run = rl_run.start_group_run(cfg)
     accelerator, policy, policy_ddp, generator = run.accelerator, run.policy, run.policy_ddp, run.generator
-    use_reference = cfg.kl_coef > 0  # kl_coef = 0: no reference at all
     n, group = cfg.batch_size * cfg.group_size, cfg.group_size
 
     progress = rl_run.step_progress("rloo", "step", run.start, cfg.steps, accelerator.is_main_process)
@@ -121,7 +120,7 @@ def train_rloo(cfg: RLOOConfig) -> dict:
         with torch.no_grad(), forward_autocast(cfg, accelerator):
             old_logprobs = response_logprobs(policy, *seqs, temperature=cfg.temperature).logprobs
             kl = torch.zeros(n, device=mask.device)  # (N,) nats per response
-            if use_reference:
+            if cfg.uses_reference:
                 with reference_of(policy, run.reference) as ref:
                     ref_logprobs = response_logprobs(ref, *seqs, temperature=cfg.temperature).logprobs
                 kl = ((old_logprobs - ref_logprobs) * mask).sum(1)
@@ -143,7 +142,7 @@ def train_rloo(cfg: RLOOConfig) -> dict:
             accelerator,
             {
                 **scored.metrics(),
-                "kl": kl.mean().item() if use_reference else None,
+                "kl": kl.mean().item() if cfg.uses_reference else None,
                 "non_score_reward": (-cfg.kl_coef * kl).mean(),
                 "response_length": ro.lengths.float().mean(),
                 "no_eos_frac": (~ro.has_eos).float().mean(),
