@@ -1,4 +1,8 @@
-"""The whole loop in one command: SFT -> reward model -> PPO -> evaluation.
+"""The whole loop in one command: SFT -> reward model (the proxy) -> judge -> PPO -> evaluation.
+
+The proxy reward model is what PPO optimises; the judge is a second reward model trained on the other
+half of the training pairs, which no trainer ever loads: the evaluation reports every policy under both,
+so a gain that holds only under the proxy (over-optimisation) shows as such.
 
 Each stage writes to ``<runs_dir>/<name>/<stage>/`` and is skipped on a re-run once its ``summary.json``
 exists (``force=true`` redoes it), so an interrupted pipeline resumes at the first unfinished stage.
@@ -23,29 +27,36 @@ from typing import Literal
 
 from rlhfkit.config import option
 from rlhfkit.eval.evaluate import EvalConfig, evaluate, format_table
+from rlhfkit.rewards import RewardSpec
 from rlhfkit.trainers.common import DataConfig, read_summary
 from rlhfkit.trainers.ppo import PPOConfig, train_ppo
 from rlhfkit.trainers.reward import RewardConfig, train_reward
 from rlhfkit.trainers.sft import SFTConfig, train_sft
 
-Stage = Literal["sft", "reward", "ppo", "eval"]
-STAGES: tuple[str, ...] = ("sft", "reward", "ppo", "eval")
+Stage = Literal["sft", "reward", "judge", "ppo", "eval"]
+STAGES: tuple[str, ...] = ("sft", "reward", "judge", "ppo", "eval")
 
 
 @dataclass
 class PipelineConfig:
-    """SFT -> reward -> PPO -> eval on one data set; each section configures its stage."""
+    """SFT -> reward (proxy) -> judge -> PPO -> eval on one data set; each section configures its stage."""
 
     name: str = option("hh-demo", "run name: outputs go to <runs_dir>/<name>/<stage>/")
     runs_dir: str = option("runs", "parent folder of all runs")
     policy: str = option("smollm2-135m-instruct", "base policy model that SFT starts from")
-    reward_backbone: str = option("minilm-l6", "backbone of the reward model")
+    reward_backbone: str = option("minilm-l6", "backbone of the proxy reward model (the one PPO optimises)")
+    judge_backbone: str | None = option(None, "backbone of the judge reward model (default: reward_backbone)")
     data: DataConfig = option(DataConfig, "data for every stage (one shared train/eval split)")
     seed: int = option(0, "seed for every stage")
     stages: list[Stage] = option(list(STAGES), "stages to run, in order")
     force: bool = option(False, "re-run stages that already finished")
     sft: SFTConfig = option(SFTConfig, "supervised fine-tuning stage")
-    reward: RewardConfig = option(RewardConfig, "reward-model stage")
+    reward: RewardConfig = option(
+        RewardConfig, "proxy reward-model stage (with a judge stage: on the first half of the training pairs)"
+    )
+    judge: RewardConfig = option(
+        RewardConfig, "judge reward-model stage: the second half of the training pairs; no trainer loads it"
+    )
     ppo: PPOConfig = option(PPOConfig, "PPO stage")
     eval: EvalConfig = option(EvalConfig, "evaluation stage")
 
@@ -54,9 +65,26 @@ def stage_configs(cfg: PipelineConfig) -> dict[str, object]:
     """Each stage's config with the pipeline's shared data, seed, folders and model paths filled in."""
     out = {stage: str(Path(cfg.runs_dir) / cfg.name / stage) for stage in STAGES}
     shared = {"data": cfg.data, "seed": cfg.seed}
+    proxy_part = "first_half" if "judge" in cfg.stages else cfg.data.train_part
+    judges = [RewardSpec(kind="model", path=out["reward"], name="proxy")]
+    if "judge" in cfg.stages:
+        judges.append(RewardSpec(kind="model", path=out["judge"], name="judge"))
     return {
         "sft": replace(cfg.sft, model=cfg.policy, output_dir=out["sft"], **shared),
-        "reward": replace(cfg.reward, model=cfg.reward_backbone, output_dir=out["reward"], **shared),
+        "reward": replace(
+            cfg.reward,
+            model=cfg.reward_backbone,
+            output_dir=out["reward"],
+            data=replace(cfg.data, train_part=proxy_part),
+            seed=cfg.seed,
+        ),
+        "judge": replace(
+            cfg.judge,
+            model=cfg.judge_backbone or cfg.reward_backbone,
+            output_dir=out["judge"],
+            data=replace(cfg.data, train_part="second_half"),
+            seed=cfg.seed + 1,
+        ),
         "ppo": replace(
             cfg.ppo,
             policy=out["sft"],
@@ -71,14 +99,20 @@ def stage_configs(cfg: PipelineConfig) -> dict[str, object]:
             baseline=out["sft"],
             policies=[out["ppo"]],
             reference=out["sft"],
-            reward_model=out["reward"],
+            judges=judges,
             output_dir=out["eval"],
             **shared,
         ),
     }
 
 
-RUNNERS = {"sft": train_sft, "reward": train_reward, "ppo": train_ppo, "eval": evaluate}
+RUNNERS = {
+    "sft": train_sft,
+    "reward": train_reward,
+    "judge": train_reward,
+    "ppo": train_ppo,
+    "eval": evaluate,
+}
 
 
 def run_pipeline(cfg: PipelineConfig) -> dict[str, dict]:
@@ -110,21 +144,31 @@ def format_summary(summaries: dict[str, dict]) -> str:
             if s.get("eval_nll") is not None
             else "SFT     done"
         )
-    if "reward" in summaries:
-        s = summaries["reward"]
-        lines.append(
-            f"Reward  held-out pair accuracy {s['eval_accuracy']:.3f} on {s['eval_pairs']} pairs "
-            f"(untrained {s['eval_accuracy_before']:.3f}), mean margin {s['eval_margin']:.3f}"
-        )
+    for stage, label in (("reward", "Proxy  "), ("judge", "Judge  ")):
+        if stage in summaries:
+            s = summaries[stage]
+            lines.append(
+                f"{label} held-out pair accuracy {s['eval_accuracy']:.3f} on {s['eval_pairs']} pairs "
+                f"(untrained {s['eval_accuracy_before']:.3f}), trained on {s['train_pairs']} pairs"
+            )
     if "ppo" in summaries:
-        s = summaries["ppo"]
-        lines.append(
-            f"PPO     score {s['score_first']:.3f} -> {s['score_last']:.3f} over {s['steps']} rollouts, "
-            f"KL {s['kl_last']:.2f} nats"
-        )
+        lines.append("PPO     " + format_windows(summaries["ppo"]))
     if "eval" in summaries:
         lines += ["Eval", format_table(summaries["eval"])]
     walls = {k: v.get("wall_s") for k, v in summaries.items() if v.get("wall_s") is not None}
     if walls:
         lines.append("wall time: " + ", ".join(f"{k} {v:.0f}s" for k, v in walls.items()))
     return "\n".join(lines)
+
+
+def format_windows(s: dict) -> str:
+    """An RL run's training progress as windows: the mean of its first k steps against its last k."""
+    w = s.get("windows")
+    if not w:
+        return f"{s['steps']} steps"
+    return (
+        f"proxy score {w['score_first']:+.3f} -> {w['score_last']:+.3f} (mean of the first and last "
+        f"{w['k']} of {s['steps']} rollouts; with the no-EOS penalty {w['penalised_first']:+.3f} -> "
+        f"{w['penalised_last']:+.3f}), KL {w['kl_last']:.2f} nats, explained variance "
+        f"{w.get('explained_variance_last', float('nan')):.2f}"
+    )

@@ -1,15 +1,29 @@
-"""Evaluation: do the tuned policies beat the baseline under the reward model, and at what KL?
+"""Evaluation: do the tuned policies beat the baseline, under judges they may never have trained against,
+and at what KL?
 
-For each held-out prompt, every policy samples one response (same settings, same seed). The reward model
-scores prompt + response. Reported per policy: mean score, mean response length (tokens), win rate
-against the baseline with a 95% bootstrap interval, and KL(policy || reference) in nats per sequence,
-estimated on the policy's own samples with the k1 estimator: mean over prompts of
-sum_t [log pi(y_t | x, y_<t) - log pi_ref(y_t | x, y_<t)], both at the sampling temperature.
+Every policy samples ``samples_per_prompt`` responses to every held-out prompt (same settings, same seed
+for each policy). Each judge (a reward model folder, or any reward spec) scores prompt + response. Per
+policy:
+
+- per judge: the mean score; against the baseline, the win rate (ties half) and the paired mean score
+  difference, each with a 95% bootstrap interval over prompts
+  (:func:`rlhfkit.eval.winrate.paired_comparison`);
+- KL(policy || reference) in nats per response, estimated on the policy's own samples with the k1
+  estimator: mean over responses of sum_t [log pi(y_t | x, y_<t) - log pi_ref(y_t | x, y_<t)], both
+  at the sampling temperature;
+- the response length (tokens), the share of responses cut off without EOS, and two repetition measures
+  (distinct-2 and the share of responses with a repeated word 4-gram, :mod:`rlhfkit.eval.repetition`).
+
+The first judge is the primary one: its numbers are also the policy row's flat ``score``, ``win_rate``,
+``win_low`` and ``win_high`` (what the loop and the report read).
 
 Python use::
 
     from rlhfkit.eval.evaluate import EvalConfig, evaluate
-    report = evaluate(EvalConfig(baseline="runs/sft", policies=["runs/ppo"], reward_model="runs/reward"))
+    from rlhfkit.rewards import RewardSpec
+    report = evaluate(EvalConfig(baseline="runs/sft", policies=["runs/ppo"],
+                                 judges=[RewardSpec("model", "runs/reward", name="proxy"),
+                                         RewardSpec("model", "runs/judge", name="judge")]))
 
 CLI: ``rlhfkit eval [config.yaml] [key=value ...]``.
 """
@@ -25,25 +39,33 @@ from tqdm.auto import tqdm
 
 from rlhfkit.config import option
 from rlhfkit.data import load_prompts
-from rlhfkit.eval.winrate import win_rate
-from rlhfkit.models.loading import load_policy, load_reward_model, load_tokenizer
+from rlhfkit.eval.repetition import distinct_n, repeated_ngram_frac
+from rlhfkit.eval.winrate import paired_comparison
+from rlhfkit.models.loading import load_policy, load_tokenizer
 from rlhfkit.models.logprobs import response_logprobs
-from rlhfkit.models.reward import load_reward_tokenizer, score_texts
+from rlhfkit.rewards import RewardSpec, build_source, check_reward_specs
 from rlhfkit.rollout.sampling import Sampling, rollout
 from rlhfkit.trainers.common import DataConfig, load_split, setup_torch, write_summary
 
 
 @dataclass
 class EvalConfig:
-    """Compare policies on held-out prompts under a reward model."""
+    """Compare policies on held-out prompts under one or more judges."""
 
     baseline: str = option("runs/sft", "the policy to beat (usually the SFT model)")
     policies: list[str] = option(["runs/ppo"], "tuned policies, each compared with the baseline")
     reference: str | None = option(None, "reference policy for KL (default: the baseline)")
-    reward_model: str = option("runs/reward", "reward model folder that judges the responses")
+    judges: list[RewardSpec] = option(
+        [RewardSpec(kind="model", path="runs/reward", name="reward")],
+        "judges that score the responses, each reported on its own (reward specs: "
+        "{kind: model, path: DIR, name: NAME}, or a function/length/format source); the first is primary",
+    )
     output_dir: str = option("runs/eval", "where summary.json and samples.jsonl are written")
     data: DataConfig = option(DataConfig, "prompts; the held-out split is used")
-    num_prompts: int = option(64, "held-out prompts to evaluate on")
+    num_prompts: int | None = option(None, "held-out prompts to evaluate on (null: every one)")
+    samples_per_prompt: int = option(
+        1, "responses sampled per prompt and policy (intervals are over prompts)"
+    )
     use_chat_template: bool = option(True, "render prompts with the policy tokenizer's chat template")
     max_prompt_length: int = option(128, "prompt tokens kept (from the end)")
     max_new_tokens: int = option(48, "response tokens sampled at most")
@@ -52,7 +74,7 @@ class EvalConfig:
     top_p: float = option(1.0, "nucleus sampling mass")
     batch_size: int = option(16, "prompts per generation batch")
     reward_max_length: int = option(256, "reward model tokens per dialogue (cut from the left)")
-    n_boot: int = option(2000, "bootstrap resamples for the win-rate interval")
+    n_boot: int = option(2000, "bootstrap resamples for the intervals")
     seed: int = option(0, "sampling seed")
     dtype: str = option("float32", "float32, bfloat16 or float16")
     threads: int | None = option(None, "CPU threads (default: all cores)")
@@ -60,39 +82,56 @@ class EvalConfig:
     def __post_init__(self):
         if self.temperature <= 0:
             raise ValueError("temperature must be > 0: KL to the reference is estimated on samples")
+        if self.samples_per_prompt < 1:
+            raise ValueError("samples_per_prompt must be >= 1")
+        if self.num_prompts is not None and self.num_prompts < 1:
+            raise ValueError("num_prompts must be >= 1 (or null for every held-out prompt)")
+        if not self.judges:
+            raise ValueError("eval needs at least one judge")
+        check_reward_specs(self.judges)
 
 
 def _name(path: str) -> str:
     return Path(path).name or path
 
 
-def _sample_and_score(cfg: EvalConfig, path: str, prompts: list, reward, reference) -> dict:
-    """Responses, scores (N,), lengths (N,) and per-sequence KL (N,) of one policy."""
+def _sample(cfg: EvalConfig, path: str, prompts: list, reference) -> dict:
+    """Responses, lengths (N,), per-response KL (N,) and EOS flags (N,) of one policy; N = prompts x k,
+    prompt-major."""
     tokenizer = load_tokenizer(path)
     policy = load_policy(path, cfg.dtype, trainable=False)
     generator = torch.Generator().manual_seed(cfg.seed)
-    texts, lengths, kls, reward_texts = [], [], [], []
-    for start in tqdm(range(0, len(prompts), cfg.batch_size), desc=f"eval {_name(path)}", unit="batch"):
-        ro = rollout(policy, tokenizer, prompts[start : start + cfg.batch_size], Sampling.of(cfg), generator)
+    repeated = [p for p in prompts for _ in range(cfg.samples_per_prompt)]
+    texts, lengths, kls, eos, reward_prompts = [], [], [], [], []
+    for start in tqdm(range(0, len(repeated), cfg.batch_size), desc=f"eval {_name(path)}", unit="batch"):
+        ro = rollout(policy, tokenizer, repeated[start : start + cfg.batch_size], Sampling.of(cfg), generator)
         seqs = (ro.query_ids, ro.query_mask, ro.response_ids, ro.response_mask)
         with torch.no_grad():
             logp = response_logprobs(policy, *seqs, temperature=cfg.temperature).logprobs
             ref_logp = response_logprobs(reference, *seqs, temperature=cfg.temperature).logprobs
         kls.append(((logp - ref_logp) * ro.response_mask).sum(1))
         texts += ro.response_texts
-        reward_texts += ro.reward_texts()
+        reward_prompts += ro.prompts
         lengths.append(ro.lengths)
-    model, tok = reward
-    scores = score_texts(model, tok, reward_texts, cfg.reward_max_length)
-    return {"texts": texts, "scores": scores, "lengths": torch.cat(lengths).float(), "kl": torch.cat(kls)}
+        eos.append(ro.has_eos)
+    return {
+        "texts": texts,
+        "prompts": reward_prompts,
+        "lengths": torch.cat(lengths).float(),
+        "kl": torch.cat(kls),
+        "has_eos": torch.cat(eos),
+    }
 
 
 def evaluate(cfg: EvalConfig) -> dict:
     """Evaluate ``cfg.baseline`` and ``cfg.policies``; writes ``summary.json`` and ``samples.jsonl``.
 
     Returns:
-        ``{"prompts": N, "policies": {name: {"score", "length", "kl", "win_rate", "win_low",
-        "win_high"}}}``; the baseline has no win-rate entries.
+        ``{"prompts": n, "samples_per_prompt": k, "baseline": name, "judges": {judge: {"kind", "path"}},
+        "policies": {name: {"kl", "length", "no_eos_frac", "distinct_2", "repeat_4_frac",
+        "judges": {judge: {"score", ["win_rate", "win_low", "win_high", "diff", "diff_low",
+        "diff_high"]}}, "score", ["win_rate", "win_low", "win_high"]}}}``; the baseline has no
+        comparison entries; the flat ``score`` / ``win_*`` are the first judge's.
 
     Raises:
         rlhfkit.data.DataError: bad prompt data (unless ``data.skip_invalid``).
@@ -103,45 +142,104 @@ def evaluate(cfg: EvalConfig) -> dict:
     prompts = [p.prompt for p in held_out[: cfg.num_prompts]]
     if not prompts:
         raise ValueError("no held-out prompts: set data.eval_fraction > 0")
-    reward = (load_reward_model(cfg.reward_model, cfg.dtype), load_reward_tokenizer(cfg.reward_model))
     reference = load_policy(cfg.reference or cfg.baseline, cfg.dtype, trainable=False)
-    results = {
-        path: _sample_and_score(cfg, path, prompts, reward, reference)
-        for path in [cfg.baseline, *cfg.policies]
-    }
+    results = {path: _sample(cfg, path, prompts, reference) for path in [cfg.baseline, *cfg.policies]}
+    del reference
+    scores: dict[str, dict[str, torch.Tensor]] = {path: {} for path in results}  # policy -> judge -> (N,)
+    for spec in cfg.judges:
+        judge = build_source(spec, cfg.dtype, cfg.reward_max_length)
+        for path, res in results.items():
+            scores[path][spec.label] = judge(res["prompts"], res["texts"])
+        del judge
 
-    base = results[cfg.baseline]
+    base = scores[cfg.baseline]
     table = {}
     for path, res in results.items():
         row = {
-            "score": res["scores"].mean().item(),
-            "length": res["lengths"].mean().item(),
             "kl": res["kl"].mean().item(),
+            "length": res["lengths"].mean().item(),
+            "no_eos_frac": (~res["has_eos"]).float().mean().item(),
+            "distinct_2": distinct_n(res["texts"], 2),
+            "repeat_4_frac": repeated_ngram_frac(res["texts"], 4),
+            "judges": {},
         }
-        if path != cfg.baseline:
-            wr = win_rate(res["scores"].numpy(), base["scores"].numpy(), n_boot=cfg.n_boot, seed=cfg.seed)
-            row.update(win_rate=wr.rate, win_low=wr.low, win_high=wr.high)
+        for judge, judged in scores[path].items():
+            entry = {"score": judged.mean().item()}
+            if path != cfg.baseline:
+                cmp = paired_comparison(
+                    judged.numpy(), base[judge].numpy(), cfg.samples_per_prompt, cfg.n_boot, cfg.seed
+                )
+                entry.update(
+                    win_rate=cmp.win_rate,
+                    win_low=cmp.win_low,
+                    win_high=cmp.win_high,
+                    diff=cmp.diff,
+                    diff_low=cmp.diff_low,
+                    diff_high=cmp.diff_high,
+                )
+            row["judges"][judge] = entry
+        primary = row["judges"][cfg.judges[0].label]
+        row.update({k: primary[k] for k in ("score", "win_rate", "win_low", "win_high") if k in primary})
         table[_name(path)] = row
-    summary = {"stage": "eval", "prompts": len(prompts), "baseline": _name(cfg.baseline), "policies": table}
+    summary = {
+        "stage": "eval",
+        "prompts": len(prompts),
+        "samples_per_prompt": cfg.samples_per_prompt,
+        "baseline": _name(cfg.baseline),
+        "judges": {spec.label: {"kind": spec.kind, "path": spec.path} for spec in cfg.judges},
+        "policies": table,
+    }
     write_summary(cfg.output_dir, cfg, summary)
-    with (Path(cfg.output_dir) / "samples.jsonl").open("w") as f:
-        for i, prompt in enumerate(prompts):
-            row = {"prompt": prompt}
-            for path, res in results.items():
-                row[_name(path)] = {"response": res["texts"][i], "score": round(res["scores"][i].item(), 4)}
-            f.write(json.dumps(row) + "\n")
+    _write_samples(cfg, prompts, results, scores)
     print(format_table(summary))
     return summary
 
 
+def _write_samples(cfg: EvalConfig, prompts: list, results: dict, scores: dict) -> None:
+    """``samples.jsonl``: one row per prompt and sample, each policy's response and its judges' scores."""
+    k = cfg.samples_per_prompt
+    with (Path(cfg.output_dir) / "samples.jsonl").open("w") as f:
+        for i, prompt in enumerate(prompts):
+            for j in range(k):
+                n = i * k + j
+                row = {"prompt": prompt, **({"sample": j} if k > 1 else {})}
+                for path, res in results.items():
+                    judged = {judge: round(s[n].item(), 4) for judge, s in scores[path].items()}
+                    first = next(iter(judged.values()))
+                    row[_name(path)] = {"response": res["texts"][n], "score": first, "scores": judged}
+                f.write(json.dumps(row) + "\n")
+
+
+def _interval(value: float, low: float, high: float, digits: int = 3) -> str:
+    return f"{value:+.{digits}f} [{low:+.{digits}f}, {high:+.{digits}f}]"
+
+
 def format_table(summary: dict) -> str:
-    """A plain-text table of an evaluation summary."""
-    lines = [f"{'policy':<16}{'score':>8}{'win rate vs ' + summary['baseline']:>34}{'KL':>8}{'length':>8}"]
+    """A plain-text table of an evaluation summary: per judge, each policy's score, win rate and paired
+    score difference against the baseline; then per policy KL, length, no-EOS share and repetition."""
+    base = summary["baseline"]
+    lines = []
+    for judge, spec in summary.get("judges", {"reward": {}}).items():
+        where = f" ({spec['path']})" if spec.get("path") else ""
+        lines.append(f"judge: {judge}{where}")
+        lines.append(f"  {'policy':<14}{'score':>8}{'win rate vs ' + base:>30}{'score diff vs ' + base:>32}")
+        for name, row in summary["policies"].items():
+            entry = row.get("judges", {}).get(judge, row)
+            win = diff = "-"
+            if "win_rate" in entry:
+                win = f"{entry['win_rate']:.3f} [{entry['win_low']:.3f}, {entry['win_high']:.3f}]"
+            if "diff" in entry:
+                diff = _interval(entry["diff"], entry["diff_low"], entry["diff_high"])
+            lines.append(f"  {name:<14}{entry['score']:>8.3f}{win:>30}{diff:>32}")
+    lines.append(f"  {'policy':<14}{'KL':>8}{'length':>8}{'no EOS':>8}{'distinct-2':>12}{'rep. 4-gram':>13}")
     for name, row in summary["policies"].items():
-        if "win_rate" in row:
-            win = f"{row['win_rate']:.3f} [{row['win_low']:.3f}, {row['win_high']:.3f}]"
-        else:
-            win = "-"
-        lines.append(f"{name:<16}{row['score']:>8.3f}{win:>34}{row['kl']:>8.2f}{row['length']:>8.1f}")
-    lines.append(f"({summary['prompts']} held-out prompts; KL in nats per response, to the reference)")
+        lines.append(
+            f"  {name:<14}{row['kl']:>8.2f}{row['length']:>8.1f}{row.get('no_eos_frac', 0.0):>8.2f}"
+            f"{row.get('distinct_2', 1.0):>12.3f}{row.get('repeat_4_frac', 0.0):>13.2f}"
+        )
+    k = summary.get("samples_per_prompt", 1)
+    lines.append(
+        f"({summary['prompts']} held-out prompts x {k} sample{'s' if k > 1 else ''}; 95% bootstrap intervals "
+        "over prompts; KL in nats per response, to the reference)"
+    )
     return "\n".join(lines)

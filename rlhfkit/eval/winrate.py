@@ -10,6 +10,10 @@ and the win rate is mean(o). The interval is the percentile bootstrap (Efron & T
 times, take the mean of each resample, and report the (1 - c)/2 and 1 - (1 - c)/2 percentiles of
 those means for confidence c. Resampling prompts (not individual scores) keeps the pairing.
 
+With several samples per prompt (:func:`paired_comparison`), sample j of A is paired with sample j of
+B on the same prompt, each prompt's outcomes and score differences are averaged over its samples, and the
+bootstrap resamples prompts, so the interval reflects the number of prompts, not of samples.
+
 numpy only; no torch.
 """
 
@@ -19,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["WinRate", "win_rate", "bootstrap_mean_ci"]
+__all__ = ["WinRate", "win_rate", "bootstrap_mean_ci", "PairedComparison", "paired_comparison"]
 
 # Resample in chunks so memory stays ~ _CHUNK_ELEMENTS * 8 bytes whatever n and n_boot are.
 _CHUNK_ELEMENTS = 1 << 22
@@ -102,3 +106,62 @@ def win_rate(scores_a, scores_b, n_boot: int = 2000, seed: int = 0, confidence: 
     n = int(a.shape[0])
     rate, low, high = bootstrap_mean_ci(outcomes, n_boot=n_boot, seed=seed, confidence=confidence)
     return WinRate(rate=rate, low=low, high=high, wins=wins, ties=ties, losses=n - wins - ties, n=n)
+
+
+@dataclass(frozen=True)
+class PairedComparison:
+    """A against B on the same prompts: the win rate (ties half) and the mean score difference A - B,
+    each with its percentile-bootstrap interval over prompts; ``n`` prompts, ``k`` samples each."""
+
+    win_rate: float
+    win_low: float
+    win_high: float
+    diff: float
+    diff_low: float
+    diff_high: float
+    n: int
+    k: int
+
+
+def paired_comparison(
+    scores_a,
+    scores_b,
+    samples_per_prompt: int = 1,
+    n_boot: int = 2000,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> PairedComparison:
+    """Win rate and paired mean score difference of A over B, with bootstrap intervals over prompts.
+
+    Notation: n prompts, k samples per prompt; ``scores_a`` and ``scores_b`` are (n * k,), prompt-major
+    (element i * k + j is sample j of prompt i). Per prompt i:
+
+        o_i = mean_j [1 if a_ij > b_ij, 0.5 if equal, else 0]        # (n,) outcomes
+        d_i = mean_j (a_ij - b_ij)                                    # (n,) paired differences
+
+    The win rate is mean(o), the score difference mean(d); both intervals are
+    :func:`bootstrap_mean_ci` of those n per-prompt values (the same resampled prompts for both, as the
+    same ``seed`` draws the same indices).
+
+    Raises:
+        ValueError: unpaired or empty scores, NaN, or a length that is not a multiple of k.
+    """
+    a = np.asarray(scores_a, dtype=np.float64)
+    b = np.asarray(scores_b, dtype=np.float64)
+    if a.ndim != 1 or a.shape != b.shape:
+        raise ValueError(f"scores must be paired 1-D arrays, got shapes {a.shape} and {b.shape}")
+    if isinstance(samples_per_prompt, bool) or samples_per_prompt < 1 or a.shape[0] % samples_per_prompt:
+        raise ValueError(
+            f"{a.shape[0]} scores are not a whole number of prompts x {samples_per_prompt} samples"
+        )
+    if a.shape[0] == 0:
+        raise ValueError("no scores: need at least one prompt")
+    if np.isnan(a).any() or np.isnan(b).any():
+        raise ValueError("scores contain NaN")
+    k = int(samples_per_prompt)
+    a, b = a.reshape(-1, k), b.reshape(-1, k)  # (n, k)
+    outcomes = np.where(a > b, 1.0, np.where(a == b, 0.5, 0.0)).mean(1)  # (n,)
+    diffs = (a - b).mean(1)  # (n,)
+    rate, low, high = bootstrap_mean_ci(outcomes, n_boot=n_boot, seed=seed, confidence=confidence)
+    diff, diff_low, diff_high = bootstrap_mean_ci(diffs, n_boot=n_boot, seed=seed, confidence=confidence)
+    return PairedComparison(rate, low, high, diff, diff_low, diff_high, n=a.shape[0], k=k)

@@ -88,7 +88,7 @@ def eval_config(cfg: LoopConfig, paths: RoundPaths) -> EvalConfig:
         baseline=cfg.policy,
         policies=[str(paths.policy)],
         reference=cfg.policy,
-        reward_model=str(paths.reward),
+        judges=[RewardSpec(kind="model", path=str(paths.reward), name="reward")],
         output_dir=str(paths.eval),
         data=cfg.data,
         seed=cfg.seed,

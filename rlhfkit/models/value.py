@@ -131,17 +131,25 @@ class ValueHead(nn.Module):
     zero: every value is 0 and, until the head has learned, the value loss sends no gradient into the
     policy's trunk.
 
+    With ``trunk_grad=False`` the head reads the hidden states with the gradient stopped: the value loss
+    trains the head alone and never moves the policy (a value function on the policy's own features).
+    The attribute may be switched between steps (PPO's value warm-up switches it off).
+
     Args:
         hidden_size: H, the policy's hidden size.
         dtype: the policy's parameter dtype.
+        trunk_grad: whether the value loss's gradient flows into the trunk.
     """
 
-    def __init__(self, hidden_size: int, dtype: torch.dtype = torch.float32):
+    def __init__(self, hidden_size: int, dtype: torch.dtype = torch.float32, trunk_grad: bool = True):
         super().__init__()
         self.linear = nn.Linear(hidden_size, 1, dtype=dtype)
         nn.init.zeros_(self.linear.weight)
         nn.init.zeros_(self.linear.bias)
+        self.trunk_grad = trunk_grad
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         """(..., H) hidden states -> (...) fp32 values."""
+        if not self.trunk_grad:
+            hidden = hidden.detach()
         return self.linear(hidden).squeeze(-1).float()

@@ -46,6 +46,12 @@ BF16_HELP = (
     "state stay in dtype (for a GPU, or a CPU with AMX / AVX-512 BF16)"
 )
 
+REWARD_NORM_HELP = (
+    "reference responses to training prompts, sampled before training, that set the reward's gain and "
+    "bias so that they score mean 0, std 1 (Ziegler et al. 2019); kl_coef and missing_eos_penalty are "
+    "then in units of that std; 0: the raw reward"
+)
+
 
 @dataclass
 class DataConfig:
@@ -56,12 +62,19 @@ class DataConfig:
     skip_invalid: bool = option(False, "count and report bad records instead of stopping at the first")
     eval_fraction: float = option(0.1, "share of records held out for evaluation")
     split_seed: int = option(0, "seed of the train/eval split (same seed, same split in every stage)")
+    train_part: Literal["all", "first_half", "second_half"] = option(
+        "all",
+        "which part of the training split to use: the two halves are disjoint (a proxy reward model on "
+        "one, a judge on the other)",
+    )
     max_train: int | None = option(None, "use at most this many training records (after the split)")
     max_eval: int | None = option(None, "use at most this many held-out records")
 
 
 def load_split(data: DataConfig, loader: Callable[..., LoadReport]) -> tuple[list, list]:
-    """Load records with ``loader(path, skip_invalid=...)`` and split them into (train, eval), both capped.
+    """Load records with ``loader(path, skip_invalid=...)`` and split them into (train, eval), both capped;
+    ``data.train_part`` keeps the first or second half of the training split (the first half holds
+    ``ceil(n / 2)`` records).
 
     Skipped records are reported on stdout, never dropped silently.
 
@@ -72,6 +85,8 @@ def load_split(data: DataConfig, loader: Callable[..., LoadReport]) -> tuple[lis
     if report.skipped:
         print(f"[rlhfkit] {report.summary()}", flush=True)
     train, held_out = train_eval_split(report.records, data.eval_fraction, data.split_seed)
+    half = (len(train) + 1) // 2
+    train = {"all": train, "first_half": train[:half], "second_half": train[half:]}[data.train_part]
     return train[: data.max_train], held_out[: data.max_eval]
 
 

@@ -9,7 +9,7 @@ from rlhfkit.config import option
 from rlhfkit.models.lora import LoRAConfig
 from rlhfkit.rewards import RewardSpec, check_reward_specs
 from rlhfkit.trainers.checkpoint import CheckpointConfig
-from rlhfkit.trainers.common import BF16_HELP, DataConfig, ReportTo
+from rlhfkit.trainers.common import BF16_HELP, REWARD_NORM_HELP, DataConfig, ReportTo
 
 
 @dataclass
@@ -48,7 +48,10 @@ class GroupRLConfig:
     loss_aggregation: Literal["token", "sequence"] = option(
         "token", "token: mean over all tokens of the batch; sequence: mean per response, then over responses"
     )
-    missing_eos_penalty: float = option(1.0, "subtracted from the reward of responses with no EOS")
+    missing_eos_penalty: float = option(
+        1.0, "subtracted from the (normalised) reward of responses with no EOS within max_new_tokens"
+    )
+    reward_norm_samples: int = option(0, REWARD_NORM_HELP)
     reward_max_length: int = option(256, "reward model tokens per dialogue (cut from the left)")
     max_grad_norm: float = option(1.0, "gradient clipping norm")
     lora: LoRAConfig = option(
@@ -82,4 +85,6 @@ class GroupRLConfig:
             raise ValueError("temperature must be > 0: training needs sampled responses and their logprobs")
         if self.kl_coef < 0:
             raise ValueError("kl_coef must be >= 0")
+        if self.reward_norm_samples < 0:
+            raise ValueError("reward_norm_samples must be >= 0 (0: no normalisation)")
         check_reward_specs(self.rewards)

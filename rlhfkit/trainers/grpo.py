@@ -117,7 +117,7 @@ def train_grpo(cfg: GRPOConfig) -> dict:
         clock.mark()
 
         # 2-3. rewards and group-normalised advantages
-        scored, scores = rl_run.score_rollout(cfg, step, run.reward, ro, accelerator)  # (N,)
+        scored, score, scores = rl_run.score_rollout(cfg, step, run.reward, ro, accelerator, run.reward_norm)
         mask = ro.response_mask.float()  # (N, R)
         advantages = group_advantages(scores.view(-1, group), cfg.scale_rewards).flatten()  # (N,)
         seqs = (ro.query_ids, ro.query_mask, ro.response_ids, ro.response_mask)
@@ -161,17 +161,18 @@ def train_grpo(cfg: GRPOConfig) -> dict:
             accelerator,
             {
                 **scored.metrics(),
+                **rl_run.score_metrics(score, scores, ro),
                 "kl": kl,
                 "kl_k3_token": means.pop("kl"),
-                "response_length": ro.lengths.float().mean(),
-                "no_eos_frac": (~ro.has_eos).float().mean(),
                 "zero_adv_group_frac": zero_advantage_fraction(scores.view(-1, group)),
                 **means,
                 **clock.times("rollout", "score_ref", "update"),
             },
         )
         row = run.log.log(step, metrics)
-        progress.set_postfix(reward=f"{row['reward']:.3f}", kl="-" if kl is None else f"{row['kl']:.2f}")
-        rl_run.checkpoint_if_due(run.checkpoints, step, accelerator, generator)
+        progress.set_postfix(score=f"{row['score']:.3f}", kl="-" if kl is None else f"{row['kl']:.2f}")
+        rl_run.checkpoint_if_due(run.checkpoints, step, accelerator, generator, run.reward_norm)
 
-    return rl_run.finish(cfg, accelerator, run.log, (policy, policy_ddp), run.tokenizer, "grpo", "reward")
+    return rl_run.finish(
+        cfg, accelerator, run.log, (policy, policy_ddp), run.tokenizer, "grpo", run.reward_norm
+    )

@@ -2,8 +2,9 @@
 
 One step = one rollout batch:
   1. sample a response per prompt with the policy (KV cache, temperature T, cut after the first EOS);
-  2. score prompt + response with the reward model (re-tokenised if its tokenizer differs), minus a
-     penalty for responses that never emitted EOS;
+  2. score prompt + response with the reward model (re-tokenised if its tokenizer differs), normalised
+     so that the reference's own responses score mean 0, std 1 (``reward_norm_samples``, set once before
+     training), minus a penalty for responses that never emitted EOS;
   3. with no grad: reference logprobs (logits / T); old policy logprobs and per-token values (with
      ``shared_value_head`` from a head on the policy's last hidden state, in the same forward). When
      one minibatch covers the rollout (``mini_batch_size == batch_size``), the old logprobs and values
@@ -11,8 +12,11 @@ One step = one rollout batch:
      forward of the policy and of the value model per rollout;
   4. per-token rewards -beta * KL_t with the score added on the last token; GAE; whitened advantages;
   5. ``ppo_epochs`` passes of clipped policy and value updates over shuffled minibatches (with
-     ``shared_value_head``: one forward, one backward of policy loss + vf_coef * value loss);
-  6. update beta (fixed, or the adaptive controller of Ziegler et al. 2019).
+     ``shared_value_head``: one forward, one backward of policy loss + vf_coef * value loss); during the
+     first ``value_warmup_steps`` rollouts only the value function is trained (the policy does not move),
+     so that the advantages come from a value function that has already seen the policy's returns;
+  6. update beta (fixed, or the adaptive controller of Ziegler et al. 2019); log the explained variance
+     of the old values against the returns.
 
 Implementation details follow Huang et al. 2024, "The N+ implementation details of RLHF with PPO".
 
@@ -48,6 +52,7 @@ from rlhfkit.algos import (
     AdaptiveKLController,
     FixedKLController,
     compute_gae,
+    explained_variance,
     kl_shaped_rewards,
     masked_whiten,
 )
@@ -65,6 +70,7 @@ from rlhfkit.trainers import rl_run
 from rlhfkit.trainers.checkpoint import CheckpointConfig, Checkpointer, check_finite
 from rlhfkit.trainers.common import (
     BF16_HELP,
+    REWARD_NORM_HELP,
     DataConfig,
     ReportTo,
     forward_autocast,
@@ -96,6 +102,17 @@ class PPOConfig:
         "loss then trains the policy's trunk too",
     )
     vf_coef: float = option(0.1, "with shared_value_head: weight of the value loss in the joint loss")
+    value_trunk_grad: bool = option(
+        True,
+        "with shared_value_head: the value loss trains the policy's trunk too; false: the head reads the "
+        "trunk's hidden states with the gradient stopped (a value function on the policy's own features "
+        "that never moves the policy)",
+    )
+    value_warmup_steps: int = option(
+        0,
+        "first rollouts that train only the value function, the policy frozen (OpenRLHF's "
+        "freezing_actor_steps); they count towards steps",
+    )
     output_dir: str = option("runs/ppo", "where the trained policy is saved")
     data: DataConfig = option(DataConfig, "prompts (prompt-only or preference files)")
     use_chat_template: bool = option(True, "render prompts with the policy tokenizer's chat template")
@@ -120,7 +137,10 @@ class PPOConfig:
     clip_eps: float = option(0.2, "policy ratio clip range")
     value_clip_eps: float = option(0.2, "value clip range")
     whiten_advantages: bool = option(True, "whiten advantages over the batch (masked)")
-    missing_eos_penalty: float = option(1.0, "subtracted from the score of responses with no EOS")
+    missing_eos_penalty: float = option(
+        1.0, "subtracted from the (normalised) score of responses with no EOS within max_new_tokens"
+    )
+    reward_norm_samples: int = option(0, REWARD_NORM_HELP)
     reward_max_length: int = option(256, "reward/value model tokens per dialogue (cut from the left)")
     max_grad_norm: float = option(1.0, "gradient clipping norm")
     lora: LoRAConfig = option(
@@ -145,6 +165,10 @@ class PPOConfig:
             raise ValueError("vf_coef must be >= 0")
         if self.temperature <= 0:
             raise ValueError("temperature must be > 0: PPO needs sampled responses and their logprobs")
+        if not 0 <= self.value_warmup_steps < self.steps:
+            raise ValueError("value_warmup_steps must be >= 0 and below steps (the policy must train)")
+        if self.reward_norm_samples < 0:
+            raise ValueError("reward_norm_samples must be >= 0 (0: no normalisation)")
 
 
 def ppo_reward(cfg: PPOConfig, reward_fn: RewardFn | None) -> CombinedReward:
@@ -184,11 +208,16 @@ def train_ppo(cfg: PPOConfig, reward_fn: RewardFn | None = None) -> dict:
     reward = ppo_reward(cfg, reward_fn)
     updates = cfg.steps * cfg.ppo_epochs * (cfg.batch_size // cfg.mini_batch_size)
     policy_opt, _ = make_optimizer(policy.parameters(), cfg.lr, 0.0, 0, updates)
-    if cfg.shared_value_head:  # one optimizer: the trunk at lr, the head at value_lr
-        value = ValueHead(policy.config.hidden_size, next(policy.parameters()).dtype)
+    value_opt = None
+    if cfg.shared_value_head:
+        value = ValueHead(
+            policy.config.hidden_size, next(policy.parameters()).dtype, trunk_grad=cfg.value_trunk_grad
+        )
         value.to(accelerator.device)
-        policy_opt.add_param_group({"params": list(value.parameters()), "lr": cfg.value_lr})
-        value_opt = None
+        if cfg.value_trunk_grad:  # one joint loss, one optimizer: the trunk at lr, the head at value_lr
+            policy_opt.add_param_group({"params": list(value.parameters()), "lr": cfg.value_lr})
+        else:  # the head learns from the value loss alone, with its own optimizer
+            value_opt, _ = make_optimizer(value.parameters(), cfg.value_lr, 0.0, 0, updates)
     else:
         value = ValueModel(
             load_reward_model(value_init, cfg.dtype, trainable=True, causal=True),
@@ -217,22 +246,29 @@ def train_ppo(cfg: PPOConfig, reward_fn: RewardFn | None = None) -> dict:
     )
     start, extra, stream, log = rl_run.resume(cfg, accelerator, checkpoints, generator, prompts)
     kl_ctl.beta = extra.get("beta", kl_ctl.beta)
+    norm = rl_run.reference_reward_norm(
+        cfg, accelerator, (policy, reference), tokenizer, reward, prompts, extra
+    )
     # DDP-wrapped copies for the gradient steps; `policy` and `value` stay the plain modules, which
     # sample and score without gradients
     policy_ddp, value_ddp, policy_opt = accelerator.prepare(policy, value, policy_opt)
     if value_opt is not None:
         value_opt = accelerator.prepare(value_opt)
 
+    joint = cfg.shared_value_head and cfg.value_trunk_grad  # one loss trains the trunk and the head
+    warmup_opt = policy_opt if joint else value_opt  # the optimizer that holds the value parameters
     progress = rl_run.step_progress("ppo", "rollout", start, cfg.steps, accelerator.is_main_process)
     for step in progress:
         # 1-2. rollout and score
         clock = rl_run.PhaseClock()
+        warmup = step <= cfg.value_warmup_steps  # only the value function learns
+        if cfg.shared_value_head:  # in the warm-up the value loss must not reach the trunk
+            value.trunk_grad = cfg.value_trunk_grad and not warmup
         prompts = shard(next(stream), accelerator)  # this process's prompts of the global batch
         with forward_autocast(cfg, accelerator):
             ro = rollout(policy, tokenizer, prompts, Sampling.of(cfg), generator)
         clock.mark()
-        scored, penalised = rl_run.score_rollout(cfg, step, reward, ro, accelerator)  # (B,)
-        scores = scored.total.to(penalised.device)  # (B,) as the reward model gave them
+        scored, scores, penalised = rl_run.score_rollout(cfg, step, reward, ro, accelerator, norm)  # (B,)
         mask = ro.response_mask.float()  # (B, R)
         seqs = (ro.query_ids, ro.query_mask, ro.response_ids, ro.response_mask)
 
@@ -282,7 +318,9 @@ def train_ppo(cfg: PPOConfig, reward_fn: RewardFn | None = None) -> dict:
                     values, old_values[idx], returns[idx], mask[idx], cfg.value_clip_eps
                 )
                 check_finite(step, policy_loss=pg_loss, value_loss=vf_loss)
-                if cfg.shared_value_head:  # one trunk: one backward of both losses
+                if warmup:  # the value function alone (a shared head reads detached hidden states)
+                    _step(accelerator, vf_loss, value_ddp.parameters(), warmup_opt, cfg.max_grad_norm)
+                elif joint:  # one trunk: one backward of both losses
                     trained = [*policy_ddp.parameters(), *value_ddp.parameters()]
                     _step(
                         accelerator, pg_loss + cfg.vf_coef * vf_loss, trained, policy_opt, cfg.max_grad_norm
@@ -306,13 +344,14 @@ def train_ppo(cfg: PPOConfig, reward_fn: RewardFn | None = None) -> dict:
         metrics = mean_over_processes(
             accelerator,
             {
-                "score": scores.mean(),
+                **rl_run.score_metrics(scores, penalised, ro),
+                "score_raw": scored.total.mean(),
                 "score_std": scores.std() if len(scores) > 1 else 0.0,
                 "kl": kl.sum(1).mean(),
                 "beta": beta,
                 "non_score_reward": (-beta * kl).sum(1).mean(),
-                "response_length": ro.lengths.float().mean(),
-                "no_eos_frac": (~ro.has_eos).float().mean(),
+                "explained_variance": explained_variance(old_values, returns, mask),
+                "value_warmup": float(warmup),
                 **{k: sum(v) / len(v) for k, v in stats.items()},
                 **clock.times("rollout", "score_ref_value", "update"),
             },
@@ -321,9 +360,9 @@ def train_ppo(cfg: PPOConfig, reward_fn: RewardFn | None = None) -> dict:
         kl_ctl.update(metrics["kl"], cfg.batch_size * accelerator.num_processes)
         row = log.log(step, metrics)
         progress.set_postfix(score=f"{row['score']:.3f}", kl=f"{row['kl']:.2f}")
-        rl_run.checkpoint_if_due(checkpoints, step, accelerator, generator, beta=kl_ctl.beta)
+        rl_run.checkpoint_if_due(checkpoints, step, accelerator, generator, norm, beta=kl_ctl.beta)
 
-    return rl_run.finish(cfg, accelerator, log, (policy, policy_ddp), tokenizer, "ppo", "score")
+    return rl_run.finish(cfg, accelerator, log, (policy, policy_ddp), tokenizer, "ppo", norm)
 
 
 def _forward(

@@ -112,7 +112,7 @@ def train_rloo(cfg: RLOOConfig) -> dict:
         clock.mark()
 
         # 2. rewards
-        scored, scores = rl_run.score_rollout(cfg, step, run.reward, ro, accelerator)  # (N,)
+        scored, score, scores = rl_run.score_rollout(cfg, step, run.reward, ro, accelerator, run.reward_norm)
         mask = ro.response_mask.float()  # (N, R)
         seqs = (ro.query_ids, ro.query_mask, ro.response_ids, ro.response_mask)
 
@@ -142,10 +142,9 @@ def train_rloo(cfg: RLOOConfig) -> dict:
             accelerator,
             {
                 **scored.metrics(),
+                **rl_run.score_metrics(score, scores, ro),
                 "kl": kl.mean().item() if cfg.uses_reference else None,
                 "non_score_reward": (-cfg.kl_coef * kl).mean(),
-                "response_length": ro.lengths.float().mean(),
-                "no_eos_frac": (~ro.has_eos).float().mean(),
                 "zero_adv_group_frac": zero_advantage_fraction(scores.view(-1, group)),
                 **{k: sum(v) / len(v) for k, v in stats.items()},
                 **clock.times("rollout", "score_ref", "update"),
@@ -153,7 +152,9 @@ def train_rloo(cfg: RLOOConfig) -> dict:
         )
         row = run.log.log(step, metrics)
         kl_text = "-" if row["kl"] is None else f"{row['kl']:.2f}"
-        progress.set_postfix(reward=f"{row['reward']:.3f}", kl=kl_text)
-        rl_run.checkpoint_if_due(run.checkpoints, step, accelerator, generator)
+        progress.set_postfix(score=f"{row['score']:.3f}", kl=kl_text)
+        rl_run.checkpoint_if_due(run.checkpoints, step, accelerator, generator, run.reward_norm)
 
-    return rl_run.finish(cfg, accelerator, run.log, (policy, policy_ddp), run.tokenizer, "rloo", "reward")
+    return rl_run.finish(
+        cfg, accelerator, run.log, (policy, policy_ddp), run.tokenizer, "rloo", run.reward_norm
+    )

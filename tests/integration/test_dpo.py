@@ -14,6 +14,7 @@ from rlhfkit.config import ConfigError, load_config
 from rlhfkit.data import PreferencePair
 from rlhfkit.data.collate import collate_pairs, encode_pair
 from rlhfkit.eval.evaluate import EvalConfig, evaluate
+from rlhfkit.rewards import RewardSpec
 from rlhfkit.models.loading import load_policy, load_tokenizer
 from rlhfkit.models.logprobs import sequence_logprobs
 from rlhfkit.models.lora import LoRAConfig
@@ -197,7 +198,7 @@ def test_evaluate_accepts_a_dpo_output(dpo_run, tiny_policy_dir, tiny_reward_dir
         EvalConfig(
             baseline=str(tiny_policy_dir),
             policies=[str(out)],
-            reward_model=str(tiny_reward_dir),
+            judges=[RewardSpec(kind="model", path=str(tiny_reward_dir))],
             output_dir=str(tmp_path / "eval"),
             data=DataConfig(path=str(toy_preferences), eval_fraction=0.25),
             num_prompts=4,

@@ -9,6 +9,7 @@ import shutil
 import sys
 
 import pytest
+import torch
 from transformers import AutoModelForCausalLM
 
 from rlhfkit.cli import main
@@ -234,7 +235,7 @@ def test_eval_compares_the_baseline_with_two_tuned_policies(
         EvalConfig(
             baseline=str(sft),
             policies=[str(ppo), str(grpo)],
-            reward_model=str(tiny_bert_reward_dir),
+            judges=[RewardSpec(kind="model", path=str(tiny_bert_reward_dir))],
             output_dir=str(tmp_path / "eval"),
             data=_data(toy_preferences),
             num_prompts=8,
@@ -255,3 +256,42 @@ def test_eval_compares_the_baseline_with_two_tuned_policies(
     table = capsys.readouterr().out
     assert "win rate vs sft" in table
     assert [line.split()[0] for line in table.splitlines()[1:4]] == ["sft", "ppo", "grpo"]
+
+
+@pytest.mark.parametrize(
+    ("config_cls", "train"),
+    [(GRPOConfig, train_grpo), (RLOOConfig, train_rloo)],
+    ids=["grpo", "rloo"],
+)
+def test_reward_normalised_on_reference_samples(
+    config_cls, train, monkeypatch, tiny_policy_dir, toy_preferences, reward_file, tmp_path
+):
+    """Before training, the reference's own responses set the gain and bias: mapped through them, those
+    responses' rewards have mean 0 and std 1; the training scores are mapped the same way."""
+    seen = []  # the totals of every scoring call, in order: the normalisation's first
+    real = CombinedReward.__call__
+
+    def recording(self, prompts, completions):
+        batch = real(self, prompts, completions)
+        seen.append(batch.total)
+        return batch
+
+    monkeypatch.setattr(CombinedReward, "__call__", recording)
+    out = tmp_path / "run"
+    cfg = config_cls(
+        **_common(tiny_policy_dir, toy_preferences, out),
+        rewards=[RewardSpec(kind="function", path=f"{reward_file}:count_a")],
+        steps=2,
+        reward_norm_samples=16,
+    )
+    summary = train(cfg)
+    norm = summary["reward_norm"]
+    reference = torch.cat(seen[:2])  # 16 reference responses, in batches of B * G = 8
+    assert len(reference) == 16
+    normalised = (reference - norm["bias"]) / norm["gain"]
+    assert normalised.mean().item() == pytest.approx(0.0, abs=1e-5)
+    assert normalised.std(unbiased=False).item() == pytest.approx(1.0, abs=1e-5)
+    rows = _rows(out)
+    for row, raw in zip(rows, seen[2:], strict=True):  # the logged score is the normalised one
+        assert row["score"] == pytest.approx(((raw - norm["bias"]) / norm["gain"]).mean().item(), abs=1e-5)
+        assert row["reward"] == pytest.approx(raw.mean().item(), abs=1e-5)

@@ -12,6 +12,7 @@ from transformers import AutoModelForCausalLM, AutoModelForSequenceClassificatio
 
 from rlhfkit.eval.evaluate import EvalConfig, evaluate
 from rlhfkit.models.value import ValueModel
+from rlhfkit.rewards import RewardSpec
 from rlhfkit.trainers import ppo, reward, sft
 from rlhfkit.trainers.common import DataConfig
 from rlhfkit.trainers.ppo import PPOConfig, train_ppo
@@ -109,10 +110,9 @@ def _toy_ppo(dirs, out, shared_value_head, batch: tuple[int, int, int], lr: floa
         mini_batch_size=mini_batch_size,
         ppo_epochs=ppo_epochs,
         lr=lr,
-        value_lr=lr,
         temperature=1.0,
         missing_eos_penalty=0.0,
-        **kw,
+        **{"value_lr": lr, **kw},
     )
 
 
@@ -215,7 +215,7 @@ def test_eval_reports_a_win_rate(
         EvalConfig(
             baseline=str(tiny_policy_dir),
             policies=[str(ppo_dir)],
-            reward_model=str(tiny_bert_reward_dir),
+            judges=[RewardSpec(kind="model", path=str(tiny_bert_reward_dir))],
             output_dir=str(tmp_path / "eval"),
             data=_data(toy_preferences),
             num_prompts=8,
@@ -231,3 +231,39 @@ def test_eval_reports_a_win_rate(
     assert summary["policies"][tiny_policy_dir.name]["kl"] == pytest.approx(0.0, abs=1e-4)  # reference itself
     samples = [json.loads(line) for line in (tmp_path / "eval" / "samples.jsonl").read_text().splitlines()]
     assert len(samples) == 8 and set(samples[0]) == {"prompt", tiny_policy_dir.name, "ppo"}
+
+
+def _nice_prompt(prompts, completions):
+    """Toy reward that the prompt alone decides: 1 for the "nice" question, 0 for the other."""
+    return [float("nice" in str(p)) for p in prompts]
+
+
+def test_ppo_value_warmup_and_explained_variance_rises(tiny_policy_dir, tmp_path):
+    """A value head on the policy's detached features, warmed up with the policy frozen: the policy does
+    not move during the warm-up, and the explained variance of the values (measured on each new rollout,
+    before its update) rises from 0 (a zero head) to well above 0 within the first rollouts. The reward is
+    decided by which of two prompts was asked, which the policy's features show."""
+    prompts = tmp_path / "prompts.jsonl"
+    questions = ["Is it nice?", "Where is the station?"]
+    prompts.write_text("".join(json.dumps({"prompt": questions[i % 2]}) + "\n" for i in range(32)))
+    cfg = _toy_ppo(
+        (tiny_policy_dir, None, prompts),
+        tmp_path / "ppo",
+        True,
+        (8, 8, 2),
+        1e-4,
+        steps=6,
+        kl_coef=0.0,
+        value_trunk_grad=False,
+        value_warmup_steps=4,
+        value_lr=1e-2,
+    )
+    summary = train_ppo(cfg, reward_fn=_nice_prompt)
+    rows = [json.loads(line) for line in (tmp_path / "ppo" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["value_warmup"] for r in rows] == [1.0] * 4 + [0.0] * 2
+    assert all(r["kl"] == pytest.approx(0.0, abs=1e-5) for r in rows[:5])  # the policy is still the reference
+    assert rows[0]["explained_variance"] == pytest.approx(0.0, abs=1e-6)  # a zero head: V = 0, EV = 0
+    assert rows[3]["explained_variance"] > 0.5
+    assert (
+        summary["windows"]["explained_variance_last"] > summary["windows"]["explained_variance_first"] + 0.5
+    )

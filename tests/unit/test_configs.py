@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -53,7 +54,12 @@ def test_pipeline_config_wires_its_stages(path):
     stages = stage_configs(cfg)
     assert stages["ppo"].policy == stages["sft"].output_dir  # stages are wired to each other
     assert stages["eval"].policies == [stages["ppo"].output_dir]
-    assert stages["reward"].data == cfg.data  # one shared data split
+    assert stages["sft"].data == cfg.data  # one shared data split
+    # the proxy and the judge train on disjoint halves of its training part; nothing trains on the judge
+    assert replace(stages["reward"].data, train_part="all") == cfg.data
+    assert (stages["reward"].data.train_part, stages["judge"].data.train_part) == ("first_half", "second_half")
+    assert [j.path for j in stages["eval"].judges] == [stages["reward"].output_dir, stages["judge"].output_dir]
+    assert stages["ppo"].reward_model == stages["reward"].output_dir
 
 
 def test_hh_demo_reads_the_shared_hh_data():

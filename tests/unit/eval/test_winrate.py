@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from rlhfkit.eval.winrate import WinRate, bootstrap_mean_ci, win_rate
+from rlhfkit.eval.winrate import WinRate, bootstrap_mean_ci, paired_comparison, win_rate
 
 
 def test_hand_computed_rate_and_counts():
@@ -88,3 +88,35 @@ def test_bootstrap_argument_errors(kwargs, match):
         bootstrap_mean_ci([1.0, 0.0], **kwargs)
     with pytest.raises(ValueError, match="empty"):
         bootstrap_mean_ci([])
+
+
+def test_paired_comparison_by_hand_one_sample():
+    # a = [3, 1, 2, 2], b = [1, 2, 2, 0]: outcomes [1, 0, 0.5, 1] -> 0.625; diffs [2, -1, 0, 2] -> 0.75
+    cmp = paired_comparison([3, 1, 2, 2], [1, 2, 2, 0], n_boot=500, seed=1)
+    assert cmp.win_rate == pytest.approx(0.625)
+    assert cmp.diff == pytest.approx(0.75)
+    assert (cmp.n, cmp.k) == (4, 1)
+    assert cmp.win_low <= cmp.win_rate <= cmp.win_high
+    assert cmp.diff_low <= cmp.diff <= cmp.diff_high
+    # the interval is the bootstrap of the per-prompt values
+    assert (cmp.diff, cmp.diff_low, cmp.diff_high) == bootstrap_mean_ci([2, -1, 0, 2], n_boot=500, seed=1)
+
+
+def test_paired_comparison_averages_samples_within_a_prompt():
+    # 2 prompts x 2 samples, prompt-major.
+    # prompt 0: a = [1, 0], b = [0, 0] -> outcomes [1, 0.5] -> 0.75; diffs [1, 0] -> 0.5
+    # prompt 1: a = [0, 5], b = [2, 1] -> outcomes [0, 1]   -> 0.5;  diffs [-2, 4] -> 1.0
+    # win rate = (0.75 + 0.5) / 2 = 0.625; diff = (0.5 + 1.0) / 2 = 0.75
+    cmp = paired_comparison([1, 0, 0, 5], [0, 0, 2, 1], samples_per_prompt=2, n_boot=300)
+    assert (cmp.win_rate, cmp.diff, cmp.n, cmp.k) == (pytest.approx(0.625), pytest.approx(0.75), 2, 2)
+    # resampling prompts, the win-rate means can only be 0.5, 0.625 or 0.75
+    assert {cmp.win_low, cmp.win_high} <= {0.5, 0.625, 0.75}
+
+
+def test_paired_comparison_rejects_bad_input():
+    with pytest.raises(ValueError, match="paired"):
+        paired_comparison([1, 2], [1])
+    with pytest.raises(ValueError, match="whole number"):
+        paired_comparison([1, 2, 3], [1, 2, 3], samples_per_prompt=2)
+    with pytest.raises(ValueError, match="NaN"):
+        paired_comparison([1, float("nan")], [1, 2])
