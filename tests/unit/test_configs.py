@@ -57,8 +57,10 @@ def test_pipeline_config_wires_its_stages(path):
     assert stages["sft"].data == cfg.data  # one shared data split
     # the proxy and the judge train on disjoint halves of its training part; nothing trains on the judge
     assert replace(stages["reward"].data, train_part="all") == cfg.data
-    assert (stages["reward"].data.train_part, stages["judge"].data.train_part) == ("first_half", "second_half")
-    assert [j.path for j in stages["eval"].judges] == [stages["reward"].output_dir, stages["judge"].output_dir]
+    parts = (stages["reward"].data.train_part, stages["judge"].data.train_part)
+    assert parts == ("first_half", "second_half")
+    judges = [j.path for j in stages["eval"].judges]
+    assert judges == [stages["reward"].output_dir, stages["judge"].output_dir]
     assert stages["ppo"].reward_model == stages["reward"].output_dir
 
 
