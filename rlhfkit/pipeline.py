@@ -163,12 +163,20 @@ def format_summary(summaries: dict[str, dict]) -> str:
 
 def format_windows(s: dict) -> str:
     """An RL run's training progress as windows: the mean of its first k steps against its last k."""
-    w = s.get("windows")
-    if not w:
+    w = s.get("windows") or {}
+    if "score_first" not in w:
         return f"{s['steps']} steps"
-    return (
-        f"proxy score {w['score_first']:+.3f} -> {w['score_last']:+.3f} (mean of the first and last "
-        f"{w['k']} of {s['steps']} rollouts; with the no-EOS penalty {w['penalised_first']:+.3f} -> "
-        f"{w['penalised_last']:+.3f}), KL {w['kl_last']:.2f} nats, explained variance "
-        f"{w.get('explained_variance_last', float('nan')):.2f}"
-    )
+    parts = [
+        f"proxy score {w['score_first']:+.3f} -> {w['score_last']:+.3f} "
+        f"(means of the first and last {w['k']} of {s['steps']} rollouts)"
+    ]
+    if "score_penalised_first" in w:
+        parts.append(
+            f"with the no-EOS penalty {w['score_penalised_first']:+.3f} -> {w['score_penalised_last']:+.3f}"
+        )
+    if "kl_last" in w:
+        parts.append(f"KL {w['kl_last']:.2f} nats")
+    if "explained_variance_last" in w:
+        ev = (w["explained_variance_first"], w["explained_variance_last"])
+        parts.append(f"value explained variance {ev[0]:.2f} -> {ev[1]:.2f}")
+    return ", ".join(parts)

@@ -99,7 +99,10 @@ def test_pipeline_runs_every_stage_then_resumes(
         "data.eval_fraction=0.25",
         "sft.max_steps=2",
         "reward.max_steps=2",
-        "ppo.steps=1",
+        "judge.max_steps=2",
+        "ppo.steps=2",
+        "ppo.value_warmup_steps=1",
+        "ppo.reward_norm_samples=4",
         "ppo.batch_size=4",
         "ppo.mini_batch_size=2",
         "ppo.ppo_epochs=1",
@@ -111,10 +114,12 @@ def test_pipeline_runs_every_stage_then_resumes(
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "rlhfkit pipeline summary" in out and "win rate vs sft" in out
-    for stage in ("sft", "reward", "ppo", "eval"):
+    assert "judge: proxy" in out and "judge: judge" in out  # every policy under both reward models
+    assert "Proxy" in out and "Judge" in out  # their held-out accuracies side by side
+    for stage in ("sft", "reward", "judge", "ppo", "eval"):
         assert (tmp_path / "tiny" / stage / "summary.json").exists()
     assert main(args) == 0  # a second run finds every stage done and skips it
-    assert capsys.readouterr().out.count("done already") == 4
+    assert capsys.readouterr().out.count("done already") == 5
 
 
 def test_out_of_memory_says_what_to_lower(monkeypatch, capsys):

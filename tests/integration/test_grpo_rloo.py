@@ -255,7 +255,7 @@ def test_eval_compares_the_baseline_with_two_tuned_policies(
     assert abs(summary["policies"]["grpo"]["kl"]) > 1e-3
     table = capsys.readouterr().out
     assert "win rate vs sft" in table
-    assert [line.split()[0] for line in table.splitlines()[1:4]] == ["sft", "ppo", "grpo"]
+    assert [line.split()[0] for line in table.splitlines()[2:5]] == ["sft", "ppo", "grpo"]
 
 
 @pytest.mark.parametrize(
