@@ -7,7 +7,15 @@ this process, so they hold for several server processes on one PostgreSQL databa
 
 - an item goes to at most ``overlap`` annotators at a time, and never twice to the same one;
 - two annotators asking at the same moment never get the same slot (the loser of the race retries);
-- one annotation per (item, annotator): resubmitting the same answer changes nothing.
+- one annotation per (item, annotator): resubmitting the same answer changes nothing;
+- an assignment changes state once: of a submit and a skip of the same item sent at the same moment
+  (two tabs), exactly one is accepted and the other gets a `Conflict`;
+- an annotator holds one item at a time, however many of their ``next`` calls arrive at once.
+
+Where the constraints alone cannot decide (a state read, then written), the rows are locked: the
+annotator's row for a claim, the assignment's row for a submit or a skip (``SELECT ... FOR UPDATE`` on
+PostgreSQL, where a second transaction waits and then reads the committed state; SQLite runs every
+write transaction under ``BEGIN IMMEDIATE``, one at a time, so it needs no row locks).
 """
 
 from __future__ import annotations
@@ -71,7 +79,8 @@ class Queue:
         raise Busy("too many annotators are asking for the same items right now; try again")
 
     def _claim(self, s: Session, annotator_id: int, spread: bool) -> Task | None:
-        annotator = s.get(Annotator, annotator_id)
+        # the lock serialises this annotator's claims: a second `next` waits, then sees the held item
+        annotator = s.get(Annotator, annotator_id, with_for_update=True)
         if annotator is None or not annotator.active:
             raise NotFound(f"no active annotator with id {annotator_id}")
         held = s.scalars(
@@ -257,8 +266,12 @@ class Queue:
 
 
 def _assignment(s: Session, annotator_id: int, item_id: int) -> Assignment:
+    """The annotator's assignment of the item, its row locked until the transaction ends (a concurrent
+    submit or skip of it waits, then reads the state this one committed)."""
     assignment = s.scalars(
-        select(Assignment).where(Assignment.item_id == item_id, Assignment.annotator_id == annotator_id)
+        select(Assignment)
+        .where(Assignment.item_id == item_id, Assignment.annotator_id == annotator_id)
+        .with_for_update()
     ).first()
     if assignment is None:
         raise NotFound(f"item {item_id} is not in your queue")

@@ -23,6 +23,7 @@ COMMAND_OF = {
     "hh-dpo.yaml": "dpo",
     "hh-grpo.yaml": "grpo",
     "hh-loop.yaml": "loop",
+    "hh-rloo.yaml": "rloo",
 }
 
 
@@ -79,7 +80,8 @@ def test_hh_dpo_starts_from_the_demo_sft_on_the_demo_split():
     cfg = _load(DPO)
     demo = stage_configs(load_config(PipelineConfig, DEMO))
     assert cfg.policy == demo["sft"].output_dir  # DPO's reference and eval's baseline is the SFT model
-    assert cfg.data == demo["sft"].data  # same file, format, skip and train/eval split
+    # same file, format, skip and train/eval split; only the proxy's half of the training pairs
+    assert cfg.data == demo["reward"].data and cfg.data.train_part == "first_half"
     assert cfg.reference == "precomputed" and cfg.lora.r == 0
     assert cfg.output_dir.startswith(str(Path(demo["sft"].output_dir).parent))
     with pytest.raises(ConfigError, match="did you mean 'beta'"):
@@ -130,3 +132,13 @@ def test_every_trainer_takes_bf16_mixed_precision(command):
     assert load_config(config, overrides=["bf16=true"]).bf16 is True
     with pytest.raises(ConfigError, match="bf16"):
         load_config(config, overrides=["bf16=fast"])
+
+
+@pytest.mark.parametrize("name", ["hh-grpo.yaml", "hh-rloo.yaml"])
+def test_hh_group_rl_optimises_the_demo_proxy_never_the_judge(name):
+    cfg = _load(CONFIGS[[p.name for p in CONFIGS].index(name)])
+    demo = stage_configs(load_config(PipelineConfig, DEMO))
+    assert [spec.path for spec in cfg.rewards] == [demo["reward"].output_dir]
+    assert cfg.policy == cfg.reference == demo["sft"].output_dir
+    assert cfg.reward_norm_samples > 0  # normalised on the reference's own samples
+    assert cfg.data == demo["sft"].data

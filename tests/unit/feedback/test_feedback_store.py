@@ -161,3 +161,55 @@ def test_own_annotations_are_in_display_letters(store, seed):
     stored = store.annotations("p")[0]
     order = task.display_order
     assert stored.ranking == [order[2], order[0], order[1]]
+
+
+def _race(*calls) -> list:
+    """Run the calls at the same moment, one thread each; returns each one's result or raised exception."""
+    start = threading.Barrier(len(calls))
+    results: list = [None] * len(calls)
+
+    def run(i, call):
+        start.wait()
+        try:
+            results[i] = call()
+        except Exception as err:  # noqa: BLE001 - returned to the test
+            results[i] = err
+
+    threads = [threading.Thread(target=run, args=(i, c)) for i, c in enumerate(calls)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
+def test_submit_and_skip_of_one_item_at_the_same_moment_exactly_one_wins(store, seed):
+    """Two tabs: one submits, the other skips the same held item. Exactly one is accepted; the other is
+    refused with a Conflict; the item then has one label and a free slot only if the skip won."""
+    rounds = 12
+    ids = seed(store, items=rounds, overlap=1, annotators=("ann",))
+    for _ in range(rounds):
+        task = store.queue.next_task(ids["ann"])
+        submitted, skipped = _race(
+            lambda t=task: store.queue.submit(ids["ann"], t.item_id, A_CLEAR),
+            lambda t=task: store.queue.skip(ids["ann"], t.item_id),
+        )
+        outcomes = (not isinstance(submitted, Exception), not isinstance(skipped, Exception))
+        assert sorted(outcomes) == [False, True], (submitted, skipped)
+        loser = skipped if outcomes[0] else submitted
+        assert isinstance(loser, Conflict), loser
+    labels = Counter(a.item_id for a in store.annotations("p"))
+    skips = {s.item_id for s in store.skips("p")}
+    assert all(n == 1 for n in labels.values())
+    assert not skips & set(labels)  # nobody both labelled and skipped an item
+    assert len(labels) + len(skips) == rounds
+
+
+def test_parallel_next_calls_of_one_annotator_hold_one_item(store, seed):
+    ids = seed(store, items=12, overlap=1, annotators=("ann",))
+    for _ in range(8):
+        tasks = _race(*[lambda: store.queue.next_task(ids["ann"]) for _ in range(10)])
+        assert not [t for t in tasks if isinstance(t, Exception)]
+        assert len({t.item_id for t in tasks}) == 1  # every call got the one item held
+        store.queue.submit(ids["ann"], tasks[0].item_id, A_CLEAR)
+    assert store.queue.progress(ids["ann"]).pending == 0
