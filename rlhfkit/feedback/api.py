@@ -14,35 +14,41 @@ Annotator routes::
     POST /api/skip                skip an item I was given
     GET  /api/my/annotations      my own labels
 
-Admin routes (``{name}`` is a project)::
+Admin routes (``{name}`` is a project; a name may contain ``/``)::
 
     GET  /api/admin/projects
-    GET  /api/admin/projects/{name}/stats
-    GET  /api/admin/projects/{name}/export?format=trl|raw[&include_ties=true&include_both_bad=true]
-    POST /api/admin/projects/{name}/annotators   {"name": ...} -> {"token": ...}
-    POST /api/admin/projects/{name}/items        [item records, as in a JSONL file]
+    GET  /api/admin/projects/{name:path}/stats
+    GET  /api/admin/projects/{name:path}/export?format=trl|raw[&include_ties=true&include_both_bad=true]
+    POST /api/admin/projects/{name:path}/annotators   {"name": ...} -> {"token": ...}
+    POST /api/admin/projects/{name:path}/items        [item records, as in a JSONL file]
 
 Errors are JSON ``{"detail": message}``: 404 unknown project or item not in your queue, 409 conflict,
-422 invalid input, 503 too busy (retry).
+413 a request body over the limit (refused before it is read whole, authenticated or not), 422 invalid
+input (the message names the field; the input is never echoed back), 503 too busy (retry).
+
+Behind a reverse proxy that serves the app under a path prefix (``/annotate/``), ``create_app``'s
+``root_path`` (``serve --root-path``) is that prefix: the page asks for its files and the API under it.
 """
 
 from __future__ import annotations
 
+import html
 import json
 from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from rlhfkit.data.hh import hh_to_messages
 from rlhfkit.feedback.agreement import project_stats
 from rlhfkit.feedback.db import HEAD
 from rlhfkit.feedback.export import FORMATS, majority_pairs, raw_records
-from rlhfkit.feedback.items import InvalidItem, parse_item
+from rlhfkit.feedback.items import InvalidItem, parse_item, text_problem
 from rlhfkit.feedback.judgements import LETTERS, InvalidJudgement, Judgement
 from rlhfkit.feedback.store import Store
 from rlhfkit.feedback.views import Busy, Conflict, NotFound, Principal, Task
@@ -61,24 +67,45 @@ SECURITY_HEADERS = {
 }
 
 
+MAX_BODY_BYTES = 4 * 1024 * 1024  # default request-body limit (`create_app(max_body_bytes=...)`)
+MAX_ID = 2**31 - 1  # ids are 32-bit integers on PostgreSQL: a larger one is no item, on either database
+
+
+def _storable(value: str) -> str:
+    problem = text_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+def _named(value: str) -> str:
+    if not value.strip():
+        raise ValueError("a name cannot be only spaces")
+    return value.strip()
+
+
+Text = Annotated[str, AfterValidator(_storable)]
+ItemId = Annotated[int, Field(strict=True, ge=1, le=MAX_ID)]  # strict: `true` is not 1
+
+
 class SubmitIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    item_id: int
-    label: str = Field(max_length=16)
-    strength: str | None = Field(default=None, max_length=16)
-    ranking: list[str] | None = Field(default=None, max_length=len(LETTERS))
-    note: str = Field(default="", max_length=5000)
-    duration_ms: int | None = Field(default=None, ge=0, le=86_400_000)
+    item_id: ItemId
+    label: Text = Field(max_length=16)
+    strength: Text | None = Field(default=None, max_length=16)
+    ranking: list[Text] | None = Field(default=None, max_length=len(LETTERS))
+    note: Text = Field(default="", max_length=5000)
+    duration_ms: int | None = Field(default=None, strict=True, ge=0, le=86_400_000)
 
 
 class SkipIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    item_id: int
+    item_id: ItemId
 
 
 class AnnotatorIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1, max_length=100)
+    name: Annotated[Text, AfterValidator(_named)] = Field(min_length=1, max_length=100)
 
 
 _bearer = HTTPBearer(auto_error=False)
@@ -142,10 +169,24 @@ def task_json(task: Task) -> dict[str, Any]:
     }
 
 
-def create_app(store: Store) -> FastAPI:
-    """The app for one store: the API above plus the page at ``/``."""
+def create_app(store: Store, root_path: str = "", max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
+    """The app for one store: the API above plus the page at ``/``.
+
+    Args:
+        root_path: the path prefix a reverse proxy serves the app under (``"/annotate"``), or "": the page
+            asks for its files and the API under it, and the app answers both with the prefix (a proxy
+            that forwards it) and without it (a proxy that strips it).
+        max_body_bytes: larger request bodies get 413 before they are read whole.
+    Raises:
+        ValueError: a ``root_path`` that does not start with ``/`` or ends with one.
+    """
+    if root_path and (not root_path.startswith("/") or root_path.endswith("/")):
+        raise ValueError(
+            f"root_path must look like /annotate (a leading /, no trailing /), got {root_path!r}"
+        )
     app = FastAPI(title="rlhfkit annotate", docs_url=None, redoc_url=None, openapi_url="/api/openapi.json")
     app.state.store = store
+    page_html = (STATIC / "index.html").read_text().replace("__ROOT__", html.escape(root_path))
 
     @app.middleware("http")
     async def _headers(request: Request, call_next):
@@ -158,10 +199,14 @@ def create_app(store: Store) -> FastAPI:
     for error, status in ((NotFound, 404), (Conflict, 409), (InvalidJudgement, 422), (InvalidItem, 422)):
         app.add_exception_handler(error, _handler(status))
     app.add_exception_handler(Busy, _handler(503, {"Retry-After": "1"}))
+    app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    if root_path:
+        app.add_middleware(StripPrefix, prefix=root_path)
 
     @app.get("/", include_in_schema=False)
-    def page() -> FileResponse:
-        return FileResponse(STATIC / "index.html")
+    def page() -> HTMLResponse:
+        return HTMLResponse(page_html)
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
@@ -213,12 +258,12 @@ def create_app(store: Store) -> FastAPI:
             for p in store.projects()
         ]
 
-    @app.get("/api/admin/projects/{name}/stats")
+    @app.get("/api/admin/projects/{name:path}/stats")
     def stats(name: str, _: AdminDep) -> dict:
         project = store.project(name)
         return project_stats(store.items(name), store.annotations(name), store.skips(name), project.overlap)
 
-    @app.get("/api/admin/projects/{name}/export")
+    @app.get("/api/admin/projects/{name:path}/export")
     def export(
         name: str,
         _: AdminDep,
@@ -237,11 +282,11 @@ def create_app(store: Store) -> FastAPI:
         body = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
         return Response(body, media_type="application/x-ndjson")
 
-    @app.post("/api/admin/projects/{name}/annotators")
+    @app.post("/api/admin/projects/{name:path}/annotators")
     def add_annotator(name: str, body: AnnotatorIn, _: AdminDep) -> dict:
         return {"annotator": body.name, "token": store.add_annotator(name, body.name)}
 
-    @app.post("/api/admin/projects/{name}/items")
+    @app.post("/api/admin/projects/{name:path}/items")
     def add_items(name: str, body: list[dict[str, Any]], _: AdminDep) -> dict:
         records = []
         for n, raw in enumerate(body):
@@ -253,6 +298,75 @@ def create_app(store: Store) -> FastAPI:
         return {"added": added, "existing": existing}
 
     return app
+
+
+async def _invalid_request(_request: Request, error: RequestValidationError) -> JSONResponse:
+    """422 naming the fields at fault and why, without the input (it may be megabytes, or a secret)."""
+    problems = []
+    for e in error.errors()[:10]:
+        where = ".".join(str(part) for part in e.get("loc", ()) if part != "body") or "body"
+        problems.append(f"{where}: {str(e.get('msg', 'invalid'))[:200]}")
+    return JSONResponse({"detail": "; ".join(problems) or "invalid request"}, status_code=422)
+
+
+class StripPrefix:
+    """ASGI middleware: a request path under ``prefix`` is routed as the path below it."""
+
+    def __init__(self, app, prefix: str) -> None:
+        self.app, self.prefix = app, prefix
+
+    async def __call__(self, scope, receive, send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] == "http" and (path == self.prefix or path.startswith(self.prefix + "/")):
+            scope = {**scope, "path": path[len(self.prefix) :] or "/"}
+        await self.app(scope, receive, send)
+
+
+class BodyLimit:
+    """ASGI middleware: a request body over ``max_bytes`` gets 413 Payload Too Large, before any route,
+    authentication included, reads it whole. A ``Content-Length`` over the limit is refused at once; a
+    body without one (chunked) is counted as it arrives and refused once it passes the limit."""
+
+    def __init__(self, app, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+            await _too_large(self.max_bytes)(scope, receive, send)
+            return
+        seen = 0
+        refused = False
+
+        async def counted():
+            nonlocal seen, refused
+            message = await receive()
+            if message["type"] == "http.request" and not refused:
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:  # answer now; the route sees the client go away
+                    refused = True
+                    await _too_large(self.max_bytes)(scope, receive, send)
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def guarded(message) -> None:
+            if not refused:  # after the 413 nothing else may be sent
+                await send(message)
+
+        try:
+            await self.app(scope, counted, guarded)
+        except Exception:
+            if not refused:  # a disconnect we staged: the 413 is the answer
+                raise
+
+
+def _too_large(limit: int) -> JSONResponse:
+    return JSONResponse(
+        {"detail": f"request body over {limit} bytes"}, status_code=413, headers={"Connection": "close"}
+    )
 
 
 def _handler(status: int, headers: dict[str, str] | None = None):

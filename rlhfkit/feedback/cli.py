@@ -21,6 +21,8 @@ EPILOG = """the loop:
   rlhfkit annotate add-annotator --project demo alice bob
   rlhfkit annotate generate --project demo --model runs/hh-demo/sft --prompts prompts.jsonl -k 2
   rlhfkit annotate serve --port 8000                     # annotators open the links printed above
+  rlhfkit annotate rotate-token --project demo alice     # a new token; the old one stops working
+  rlhfkit annotate deactivate --project demo bob         # bob's token is refused, his held items released
   rlhfkit annotate stats --project demo
   rlhfkit annotate export --project demo --format trl --output runs/labels.jsonl
   rlhfkit reward data.path=runs/labels.jsonl output_dir=runs/my-rm
@@ -64,7 +66,19 @@ def add_annotate_parser(sub: argparse._SubParsersAction) -> None:
         "--url", default="http://127.0.0.1:8000", help="where the app will be served, for the links"
     )
 
-    p = add("load", "load items (prompt + K responses) from a JSONL file", project)
+    p = add("rotate-token", "give annotators new tokens; their old ones stop working at once", project)
+    p.add_argument("names", nargs="+", metavar="NAME")
+    p.add_argument(
+        "--url", default="http://127.0.0.1:8000", help="where the app is served, for the sign-in links"
+    )
+    for name, what in (
+        ("deactivate", "refuse annotators' tokens and release the items they hold (their labels stay)"),
+        ("reactivate", "let deactivated annotators sign in again with their tokens"),
+    ):
+        p = add(name, what, project)
+        p.add_argument("names", nargs="+", metavar="NAME")
+
+    p = add("load", "load items (prompt + K responses) from a JSONL file; all or nothing", project)
     p.add_argument("path", type=Path)
 
     p = add("generate", "sample K responses per prompt from a policy and load them as items", project)
@@ -87,6 +101,20 @@ def add_annotate_parser(sub: argparse._SubParsersAction) -> None:
     p = add("serve", "serve the labelling page and the API")
     p.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1; 0.0.0.0 for the LAN)")
     p.add_argument("--port", type=int, default=8000)
+    p.add_argument(
+        "--root-path",
+        default="",
+        help="path prefix when served behind a reverse proxy (e.g. /annotate); the page and API use it",
+    )
+    p.add_argument(
+        "--max-body-mb", type=float, default=4.0, help="refuse larger request bodies with 413 (default 4)"
+    )
+    p.add_argument(
+        "--lease-minutes",
+        type=float,
+        default=60.0,
+        help="a claimed item not labelled or skipped in this time goes back to the queue (0: never)",
+    )
 
     p = add("export", "write the labels: trainable pairs (trl) or every annotation (raw)", project)
     p.add_argument("--format", choices=("trl", "raw"), default="trl")
@@ -170,6 +198,29 @@ def _add_annotator(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rotate_token(args: argparse.Namespace) -> int:
+    store = _open(args)
+    print("annotator\tnew token\tsign-in link (shown once; the old token no longer works)")
+    for name in args.names:
+        token = store.rotate_token(args.project, name)
+        print(f"{name}\t{token}\t{args.url.rstrip('/')}/#token={token}")
+    return 0
+
+
+def _set_active(active: bool):
+    def run(args: argparse.Namespace) -> int:
+        store = _open(args)
+        for name in args.names:
+            released = store.set_active(args.project, name, active)
+            if active:
+                print(f"{name}: active again; their token works")
+            else:
+                print(f"{name}: deactivated; token refused, {released} held item(s) back in the queue")
+        return 0
+
+    return run
+
+
 def _load(args: argparse.Namespace) -> int:
     from rlhfkit.feedback.items import read_items
 
@@ -203,15 +254,20 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from rlhfkit.feedback.server import serve
+    from datetime import timedelta
 
-    store = _open(args)
+    from rlhfkit.feedback.server import serve
+    from rlhfkit.feedback.store import Store
+
+    if args.max_body_mb <= 0 or args.lease_minutes < 0:
+        raise ValueError("--max-body-mb must be > 0 and --lease-minutes >= 0")
+    lease = timedelta(minutes=args.lease_minutes) if args.lease_minutes else None
+    store = Store.open(args.db, lease=lease)
     if not store.has_admin():
         print("note: no admin yet; `rlhfkit annotate init` makes one", file=sys.stderr)
-    print(
-        f"serving {store.engine.url.render_as_string(hide_password=True)} on http://{args.host}:{args.port}/"
-    )
-    serve(store, args.host, args.port)
+    where = f"http://{args.host}:{args.port}{args.root_path}/"
+    print(f"serving {store.engine.url.render_as_string(hide_password=True)} on {where}")
+    serve(store, args.host, args.port, args.root_path, int(args.max_body_mb * 1024 * 1024))
     return 0
 
 
@@ -278,6 +334,9 @@ _COMMANDS = {
     "init": _init,
     "create-project": _create_project,
     "add-annotator": _add_annotator,
+    "rotate-token": _rotate_token,
+    "deactivate": _set_active(False),
+    "reactivate": _set_active(True),
     "load": _load,
     "generate": _generate,
     "serve": _serve,

@@ -14,6 +14,7 @@ newest revision, `check_schema` refuses a database that is older or newer than t
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from sqlalchemy import Engine, QueuePool, create_engine, event, inspect
@@ -39,18 +40,26 @@ def database_url(url: str | URL) -> URL:
     return parsed
 
 
-def make_engine(url: str | URL) -> Engine:
-    """An engine for `url`; for a SQLite file, its folder is created and the pragmas above are set.
+def make_engine(url: str | URL, create: bool = True) -> Engine:
+    """An engine for `url`; for a SQLite file, the pragmas above are set and, with ``create``, a missing
+    file is created (with its folder) readable by its owner only (mode 0600: it holds token hashes and
+    every label).
 
     Raises:
         sqlalchemy.exc.ArgumentError: `url` is not a database URL.
         ModuleNotFoundError: the URL's database driver is not installed (psycopg for PostgreSQL).
+        SchemaError: ``create`` is false and the SQLite file does not exist.
     """
     parsed = database_url(url)
     if parsed.get_backend_name() != "sqlite":
         return create_engine(parsed, pool_pre_ping=True, pool_size=10, max_overflow=20)
     if parsed.database and parsed.database != ":memory:":
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        path = Path(parsed.database)
+        if not path.exists():
+            if not create:
+                raise SchemaError(f"no database file {path}; run `rlhfkit annotate init --db {parsed}`")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
     # One connection per process: SQLite has one writer at a time anyway, and threads queueing for the
     # pool's connection are served in turn, where threads polling SQLite's lock (busy_timeout) are not.
     engine = create_engine(
@@ -91,14 +100,24 @@ def upgrade(engine: Engine, revision: str = "head") -> str:
     """Create or migrate the schema up to `revision` (default: the newest); returns the revision reached.
 
     Raises:
+        SchemaError: the database is at a revision this rlhfkit does not know (a newer one).
         alembic.util.CommandError: `revision` is unknown.
         sqlalchemy.exc.SQLAlchemyError: the database refused a migration (it is rolled back).
     """
     from alembic import command
     from alembic.config import Config
+    from alembic.script import ScriptDirectory
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
+    found = current_revision(engine)
+    known = {script.revision for script in ScriptDirectory.from_config(config).walk_revisions()}
+    if found is not None and found not in known:
+        where = engine.url.render_as_string(hide_password=True)
+        raise SchemaError(
+            f"{where} is at schema revision {found}, which this rlhfkit does not know (it knows up to "
+            f"{HEAD}): the database was made by a newer rlhfkit; upgrade rlhfkit, or use another database"
+        )
     with engine.begin() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, revision)

@@ -63,6 +63,26 @@ class InvalidItem(ValueError):
         self.field, self.reason = field, reason
 
 
+def text_problem(value: str) -> str | None:
+    """Why ``value`` cannot be stored as text in every database we support, or None when it can: a NUL
+    character (PostgreSQL text cannot hold one) or a lone surrogate such as ``"\\ud800"`` (not valid
+    Unicode: it has no UTF-8 encoding)."""
+    if "\x00" in value:
+        return "contains a NUL character"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "contains a lone surrogate (not valid Unicode)"
+    return None
+
+
+def _checked(value: str, field: str) -> str:
+    problem = text_problem(value)
+    if problem:
+        raise InvalidItem(field, problem)
+    return value
+
+
 def _prompt(value: Any) -> Prompt:
     if isinstance(value, str):
         if not value.strip():
@@ -106,7 +126,8 @@ def parse_item(record: dict[str, Any]) -> ItemRecord:
     Raises:
         InvalidItem: (a ValueError whose ``field`` names the field at fault) for a missing, empty or
             wrongly typed prompt; fewer than 2 or more than `MAX_RESPONSES` responses; an empty or
-            non-string response; an ``id`` that is not a string or integer; ``meta`` that is not an object.
+            non-string response; an ``id`` that is not a string or integer; ``meta`` that is not an object;
+            any text (prompt, response, id, metadata) with a NUL character or a lone surrogate.
     """
     prompt = _prompt(record.get("prompt"))
     if "responses" in record:
@@ -132,7 +153,23 @@ def parse_item(record: dict[str, Any]) -> ItemRecord:
     meta = record.get("meta")
     if meta is not None and not isinstance(meta, dict):
         raise InvalidItem("meta", f"wrong type: expected an object, got {type(meta).__name__}")
+    _check_texts(prompt, responses, external_id, meta)
     return ItemRecord(prompt, responses, external_id, meta)
+
+
+def _check_texts(prompt: Prompt, responses: tuple[ResponseRecord, ...], external_id, meta) -> None:
+    """Every text of an item is storable (:func:`text_problem`), metadata included."""
+    turns = [prompt] if isinstance(prompt, str) else [m["content"] for m in prompt]
+    for text in turns:
+        _checked(text, "prompt")
+    for i, response in enumerate(responses):
+        _checked(response.text, f"responses[{i}]")
+        if response.meta:
+            _checked(json.dumps(response.meta, ensure_ascii=False, default=str), f"responses[{i}] metadata")
+    if external_id is not None:
+        _checked(external_id, "id")
+    if meta:
+        _checked(json.dumps(meta, ensure_ascii=False, default=str), "meta")
 
 
 def read_items(path: str | os.PathLike) -> Iterator[ItemRecord]:

@@ -10,7 +10,10 @@ this process, so they hold for several server processes on one PostgreSQL databa
 - one annotation per (item, annotator): resubmitting the same answer changes nothing;
 - an assignment changes state once: of a submit and a skip of the same item sent at the same moment
   (two tabs), exactly one is accepted and the other gets a `Conflict`;
-- an annotator holds one item at a time, however many of their ``next`` calls arrive at once.
+- an annotator holds one item at a time, however many of their ``next`` calls arrive at once;
+- a claim is a lease: one held longer than ``lease`` (an annotator who went quiet) is released, and the
+  item goes back to the queue. A submission on a released claim is refused with a `Conflict` saying so,
+  never stored (the item's labels stay exactly once each).
 
 Where the constraints alone cannot decide (a state read, then written), the rows are locked: the
 annotator's row for a claim, the assignment's row for a submit or a skip (``SELECT ... FOR UPDATE`` on
@@ -21,6 +24,8 @@ write transaction under ``BEGIN IMMEDIATE``, one at a time, so it needs no row l
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import exists, func, select, update
@@ -31,6 +36,7 @@ from rlhfkit.feedback.judgements import Judgement, letters_of, normalise, rankin
 from rlhfkit.feedback.tables import (
     DONE,
     PENDING,
+    RELEASED,
     SKIPPED,
     Annotation,
     Annotator,
@@ -52,12 +58,27 @@ class _LostRace(Exception):
 _CANDIDATES = 8  # after a lost race, a claim picks at random among this many of the oldest open items
 
 
-class Queue:
-    """The queue of one feedback database (reach it as `Store.queue`)."""
+DEFAULT_LEASE = timedelta(hours=1)
 
-    def __init__(self, session: sessionmaker) -> None:
+
+class Queue:
+    """The queue of one feedback database (reach it as `Store.queue`).
+
+    Args:
+        session: the store's session factory.
+        lease: how long a claim is held before it is released (None: forever).
+        clock: the current UTC time (tests pass a fake one).
+    """
+
+    def __init__(
+        self,
+        session: sessionmaker,
+        lease: timedelta | None = DEFAULT_LEASE,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
         self._session = session
         self._rng = random.SystemRandom()
+        self.lease, self.clock = lease, clock
 
     def next_task(self, annotator_id: int) -> Task | None:
         """The annotator's current item: the one they hold, else a newly claimed one; None when none is left.
@@ -83,6 +104,7 @@ class Queue:
         annotator = s.get(Annotator, annotator_id, with_for_update=True)
         if annotator is None or not annotator.active:
             raise NotFound(f"no active annotator with id {annotator_id}")
+        self._release_expired(s, annotator.project_id)
         held = s.scalars(
             select(Assignment)
             .where(Assignment.annotator_id == annotator_id, Assignment.status == PENDING)
@@ -122,7 +144,12 @@ class Queue:
         order = list(range(k))
         self._rng.shuffle(order)
         assignment = Assignment(
-            item_id=item_id, annotator_id=annotator_id, slot=free[0], display_order=order, status=PENDING
+            item_id=item_id,
+            annotator_id=annotator_id,
+            slot=free[0],
+            display_order=order,
+            status=PENDING,
+            assigned_at=self.clock(),
         )
         s.add(assignment)
         s.flush()  # a lost race on the slot raises IntegrityError here (or at commit)
@@ -172,7 +199,12 @@ class Queue:
             )
         if assignment.status == SKIPPED:
             raise Conflict(f"item {item_id} was skipped; it cannot be labelled afterwards")
-        now = utcnow()
+        if assignment.status == RELEASED:
+            raise Conflict(
+                f"your claim on item {item_id} was released (held past its lease, or your account was "
+                "deactivated) and the item went back to the queue; this label was not recorded"
+            )
+        now = self.clock()
         annotation = Annotation(
             item_id=item_id,
             annotator_id=annotator_id,
@@ -204,17 +236,26 @@ class Queue:
             if assignment.status == DONE:
                 raise Conflict(f"item {item_id} is already labelled; it cannot be skipped")
             if assignment.status == PENDING:
-                assignment.status, assignment.slot, assignment.finished_at = SKIPPED, None, utcnow()
-                overlap = s.scalar(
-                    select(Project.overlap)
-                    .join(Item, Item.project_id == Project.id)
-                    .where(Item.id == item_id)
-                )
-                s.execute(
-                    update(Item)
-                    .where(Item.id == item_id)
-                    .values(assigned=Item.assigned - 1, is_open=Item.assigned - 1 < overlap)
-                )
+                release(s, assignment, SKIPPED, self.clock())
+
+    def _release_expired(self, s: Session, project_id: int) -> None:
+        """Release the project's claims held longer than the lease (rows another transaction is writing
+        are left to it: ``SKIP LOCKED`` on PostgreSQL)."""
+        if self.lease is None:
+            return
+        now = self.clock()
+        expired = s.scalars(
+            select(Assignment)
+            .join(Item, Item.id == Assignment.item_id)
+            .where(
+                Item.project_id == project_id,
+                Assignment.status == PENDING,
+                Assignment.assigned_at < now - self.lease,
+            )
+            .with_for_update(skip_locked=True, of=Assignment)
+        ).all()
+        for assignment in expired:
+            release(s, assignment, RELEASED, now)
 
     def progress(self, annotator_id: int) -> Progress:
         """The annotator's counts (see `Progress`).
@@ -263,6 +304,20 @@ class Queue:
                 }
                 for a in rows
             ]
+
+
+def release(s: Session, assignment: Assignment, status: str, now: datetime) -> None:
+    """End a held claim unlabelled (``status``: SKIPPED or RELEASED): its slot goes back to the item,
+    which is open again for its next annotator."""
+    assignment.status, assignment.slot, assignment.finished_at = status, None, now
+    overlap = s.scalar(
+        select(Project.overlap).join(Item, Item.project_id == Project.id).where(Item.id == assignment.item_id)
+    )
+    s.execute(
+        update(Item)
+        .where(Item.id == assignment.item_id)
+        .values(assigned=Item.assigned - 1, is_open=Item.assigned - 1 < overlap)
+    )
 
 
 def _assignment(s: Session, annotator_id: int, item_id: int) -> Assignment:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Iterable
+from datetime import timedelta
 
 from sqlalchemy import Engine, func, select, update
 from sqlalchemy.engine import URL
@@ -17,8 +18,19 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from rlhfkit.feedback.db import check_schema, make_engine, upgrade
 from rlhfkit.feedback.items import ItemRecord, ResponseRecord
-from rlhfkit.feedback.queue import Queue
-from rlhfkit.feedback.tables import SKIPPED, Admin, Annotation, Annotator, Assignment, Item, Project, Response
+from rlhfkit.feedback.queue import DEFAULT_LEASE, Queue, release
+from rlhfkit.feedback.tables import (
+    PENDING,
+    RELEASED,
+    SKIPPED,
+    Admin,
+    Annotation,
+    Annotator,
+    Assignment,
+    Item,
+    Project,
+    Response,
+)
 from rlhfkit.feedback.views import (
     AnnotationView,
     Conflict,
@@ -44,30 +56,36 @@ def new_token() -> str:
 
 
 class Store:
-    """The feedback database: `Store.open` needs an up-to-date schema, `Store.init` creates/migrates it."""
+    """The feedback database: `Store.open` needs an up-to-date schema, `Store.init` creates/migrates it.
 
-    def __init__(self, engine: Engine) -> None:
+    ``lease`` is how long an annotator may hold a claimed item before it goes back to the queue (None:
+    forever; see `rlhfkit.feedback.queue.Queue`).
+    """
+
+    def __init__(self, engine: Engine, lease: timedelta | None = DEFAULT_LEASE) -> None:
         self.engine = engine
         self._session = sessionmaker(engine, expire_on_commit=False)
-        self.queue = Queue(self._session)
+        self.queue = Queue(self._session, lease)
 
     @classmethod
-    def open(cls, url: str | URL) -> Store:
+    def open(cls, url: str | URL, lease: timedelta | None = DEFAULT_LEASE) -> Store:
         """Connect to a database whose schema is at the current revision.
 
         Raises:
-            SchemaError: no schema yet, or another revision (see `rlhfkit.feedback.db.check_schema`).
+            SchemaError: no database file (SQLite), no schema yet, or another revision (see
+                `rlhfkit.feedback.db.check_schema`).
             sqlalchemy.exc.OperationalError: the database cannot be reached.
         """
-        engine = make_engine(url)
+        engine = make_engine(url, create=False)
         check_schema(engine)
-        return cls(engine)
+        return cls(engine, lease)
 
     @classmethod
     def init(cls, url: str | URL) -> Store:
         """Connect to a database, creating or migrating its schema to the current revision first.
 
         Raises:
+            SchemaError: the database is at a revision this rlhfkit does not know (made by a newer one).
             sqlalchemy.exc.OperationalError: the database cannot be reached.
         """
         engine = make_engine(url)
@@ -140,6 +158,50 @@ class Store:
         except IntegrityError:
             raise Conflict(f"project {project!r} already has an annotator named {name!r}") from None
         return token
+
+    def set_active(self, project: str, name: str, active: bool) -> int:
+        """Deactivate (``active=False``) or reactivate an annotator; returns how many held items were
+        released. A deactivated annotator's token is refused (401) and the items they held go back to the
+        queue; their labels stay.
+
+        Raises:
+            NotFound: no such project or annotator.
+        """
+        with self._session.begin() as s:
+            annotator = self._annotator(s, project, name)
+            annotator.active = active
+            if active:
+                return 0
+            held = s.scalars(
+                select(Assignment)
+                .where(Assignment.annotator_id == annotator.id, Assignment.status == PENDING)
+                .with_for_update()
+            ).all()
+            for assignment in held:
+                release(s, assignment, RELEASED, self.queue.clock())
+            return len(held)
+
+    def rotate_token(self, project: str, name: str) -> str:
+        """Give an annotator a new token (shown once); the old one stops working at once.
+
+        Raises:
+            NotFound: no such project or annotator.
+        """
+        token = new_token()
+        with self._session.begin() as s:
+            self._annotator(s, project, name).token_hash = hash_token(token)
+        return token
+
+    def _annotator(self, s: Session, project: str, name: str) -> Annotator:
+        project_id = self._project(s, project).id
+        annotator = s.scalars(
+            select(Annotator)
+            .where(Annotator.project_id == project_id, Annotator.name == name.strip())
+            .with_for_update()
+        ).first()
+        if annotator is None:
+            raise NotFound(f"project {project!r} has no annotator named {name!r}")
+        return annotator
 
     def annotators(self, project: str) -> list[tuple[int, str, bool]]:
         """``(id, name, active)`` of the project's annotators.
@@ -226,49 +288,45 @@ class Store:
             return [_info(p) for p in s.scalars(select(Project).order_by(Project.id))]
 
     def load_items(self, project: str, records: Iterable[ItemRecord], batch: int = 500) -> tuple[int, int]:
-        """Add items to `project`; returns ``(added, already there)``.
+        """Add items to `project`, all or nothing; returns ``(added, already there)``.
 
         An item whose key (its id, or the hash of its content, see `ItemRecord.key`) is already in the
-        project is left as it is, so loading the same file twice adds nothing. Items are committed in
-        batches of `batch`.
+        project is left as it is, so loading the same file twice adds nothing. Every record is taken
+        first (a file's records are validated as they are read: a bad one stops the load before anything
+        is written), then all are written in one transaction, flushed `batch` at a time.
 
         Raises:
             NotFound: no such project.
         """
-        added = existing = 0
-        chunk: list[ItemRecord] = []
-        for record in records:
-            chunk.append(record)
-            if len(chunk) >= batch:
-                a, e = self._load_chunk(project, chunk)
-                added, existing, chunk = added + a, existing + e, []
-        if chunk:
-            a, e = self._load_chunk(project, chunk)
-            added, existing = added + a, existing + e
-        return added, existing
-
-    def _load_chunk(self, project: str, chunk: list[ItemRecord]) -> tuple[int, int]:
+        records = list(records)
+        added = 0
         with self._session.begin() as s:
             project_id = self._project(s, project).id
-            keys = {r.key() for r in chunk}
-            seen = set(
-                s.scalars(
-                    select(Item.external_id).where(Item.project_id == project_id, Item.external_id.in_(keys))
+            for start in range(0, len(records), batch):
+                chunk = records[start : start + batch]
+                keys = {r.key() for r in chunk}
+                seen = set(
+                    s.scalars(
+                        select(Item.external_id).where(
+                            Item.project_id == project_id, Item.external_id.in_(keys)
+                        )
+                    )
                 )
-            )
-            added = 0
-            for record in chunk:
-                key = record.key()
-                if key in seen:
-                    continue
-                seen.add(key)
-                item = Item(project_id=project_id, external_id=key, prompt=record.prompt, meta=record.meta)
-                item.responses = [
-                    Response(position=i, text=r.text, meta=r.meta) for i, r in enumerate(record.responses)
-                ]
-                s.add(item)
-                added += 1
-        return added, len(chunk) - added
+                for record in chunk:
+                    key = record.key()
+                    if key in seen:
+                        continue
+                    seen.add(key)
+                    item = Item(
+                        project_id=project_id, external_id=key, prompt=record.prompt, meta=record.meta
+                    )
+                    item.responses = [
+                        Response(position=i, text=r.text, meta=r.meta) for i, r in enumerate(record.responses)
+                    ]
+                    s.add(item)
+                    added += 1
+                s.flush()
+        return added, len(records) - added
 
     # --- reading everything (admin) ---------------------------------------------------------------------
 

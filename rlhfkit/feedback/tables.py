@@ -25,6 +25,7 @@ from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, Stri
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 PENDING, DONE, SKIPPED = "pending", "done", "skipped"
+RELEASED = "released"  # a claim given back unlabelled: its lease ran out, or its annotator was deactivated
 
 
 def utcnow() -> datetime:

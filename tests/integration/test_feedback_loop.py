@@ -96,7 +96,8 @@ def test_generate_label_export_train(tmp_path, capsys, tiny_policy_dir, tiny_rew
 def test_cli_errors_are_reported_not_raised(tmp_path, capsys):
     db = f"sqlite:///{tmp_path / 'f.db'}"
     assert main(["annotate", "stats", "--db", db, "--project", "p"]) == 2
-    assert "has no feedback schema yet; run `rlhfkit annotate init" in capsys.readouterr().err
+    assert "no database file" in capsys.readouterr().err  # and none is made
+    assert not (tmp_path / "f.db").exists()
     assert main(["annotate", "init", "--db", db]) == 0
     assert main(["annotate", "stats", "--db", db, "--project", "p"]) == 2
     assert "no project named 'p'" in capsys.readouterr().err
@@ -109,7 +110,31 @@ def test_cli_errors_are_reported_not_raised(tmp_path, capsys):
     items.write_text('{"prompt": "q", "responses": ["a", "b"]}\n{"prompt": "q", "responses": ["a"]}\n')
     assert main(["annotate", "load", "--db", db, "--project", "p", str(items)]) == 2
     assert "items.jsonl:2: field 'responses'" in capsys.readouterr().err
+    assert main(["annotate", "stats", "--db", db, "--project", "p", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["items"] == 0  # the good first line was not loaded either
     assert main(["annotate", "load", "--db", db, "--project", "p", str(tmp_path / "missing.jsonl")]) == 2
     assert main(["annotate", "init", "--db", "nonsense://"]) == 2
     assert main(["annotate", "init", "--db", db, "--new-admin-token"]) == 0
     assert "admin token" in capsys.readouterr().out
+
+
+def test_cli_rotates_tokens_and_deactivates_annotators(tmp_path, capsys):
+    from rlhfkit.feedback.store import Store
+
+    db = f"sqlite:///{tmp_path / 'f.db'}"
+    assert main(["annotate", "init", "--db", db]) == 0
+    assert main(["annotate", "create-project", "p", "--db", db]) == 0
+    assert main(["annotate", "add-annotator", "--db", db, "--project", "p", "ann"]) == 0
+    old = capsys.readouterr().out.splitlines()[-1].split("\t")[1]
+    assert main(["annotate", "rotate-token", "--db", db, "--project", "p", "ann"]) == 0
+    new = capsys.readouterr().out.splitlines()[-1].split("\t")[1]
+    store = Store.open(db)
+    assert store.authenticate(old) is None and store.authenticate(new).name == "ann"
+    assert main(["annotate", "deactivate", "--db", db, "--project", "p", "ann"]) == 0
+    assert "deactivated" in capsys.readouterr().out
+    assert store.authenticate(new) is None
+    assert main(["annotate", "reactivate", "--db", db, "--project", "p", "ann"]) == 0
+    assert store.authenticate(new).name == "ann"
+    assert main(["annotate", "deactivate", "--db", db, "--project", "p", "nobody"]) == 2
+    assert "no annotator named 'nobody'" in capsys.readouterr().err
+    store.close()

@@ -33,10 +33,13 @@ function setStatus(text, kind) {
   status.className = kind || "";
 }
 
+// the path prefix the app is served under behind a reverse proxy (`serve --root-path`), "" at the top
+const ROOT = document.querySelector('meta[name="rlhfkit-root"]').content;
+
 async function api(method, path, body) {
   const headers = { Authorization: "Bearer " + state.token };
   if (body !== undefined) headers["Content-Type"] = "application/json";
-  const response = await fetch(path, {
+  const response = await fetch(ROOT + path, {
     method,
     headers,
     body: body === undefined ? undefined : JSON.stringify(body),

@@ -201,3 +201,99 @@ def test_the_page_is_served_with_a_strict_content_security_policy(app):
     for sink in (".innerHTML", ".outerHTML", "insertAdjacentHTML", "document.write", "eval("):
         assert sink not in script
     assert client.get("/api/health").json() == {"ok": True, "schema": "0001"}
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/api/skip", {"item_id": 2**31}),  # past PostgreSQL's integer
+        ("/api/skip", {"item_id": 2**63}),  # past SQLite's
+        ("/api/skip", {"item_id": True}),  # not read as 1
+        ("/api/skip", {"item_id": 0}),
+        ("/api/annotations", {"item_id": 1, "label": "tie", "note": "a\x00b"}),
+        ("/api/annotations", {"item_id": 1, "label": "tie", "note": "x" * 5001}),
+        ("/api/annotations", {"item_id": 1, "label": "tie", "duration_ms": True}),
+    ],
+)
+def test_hostile_annotator_input_is_a_short_4xx_and_writes_nothing(app, path, body):
+    client, tokens = app
+    ann = auth(tokens["ann"])
+    reply = client.post(path, json=body, headers=ann)
+    assert reply.status_code == 422, reply.text
+    assert len(reply.text) < 300 and "x" * 100 not in reply.text  # the input is never echoed back
+    assert client.get("/api/my/annotations", headers=ann).json() == []
+    assert client.get("/api/me", headers=ann).json()["progress"]["skipped"] == 0
+
+
+def test_a_lone_surrogate_is_422_not_500(app):
+    client, tokens = app
+    ann = {**auth(tokens["ann"]), "Content-Type": "application/json"}
+    task = client.post("/api/next", headers=ann).json()
+    for raw in (
+        b'{"item_id": %d, "label": "tie", "note": "\\ud800"}' % task["item_id"],
+        b'{"item_id": %d, "label": "\\udfff"}' % task["item_id"],
+    ):
+        reply = client.post("/api/annotations", content=raw, headers=ann)
+        assert reply.status_code == 422, reply.text
+    admin = {**auth(tokens["admin"]), "Content-Type": "application/json"}
+    reply = client.post("/api/admin/projects/p/annotators", content=b'{"name": "\\ud800"}', headers=admin)
+    assert reply.status_code == 422
+    items = b'[{"prompt": "q\\ud800", "responses": ["a", "b"]}]'
+    reply = client.post("/api/admin/projects/p/items", content=items, headers=admin)
+    assert reply.status_code == 422 and "prompt" in reply.text
+    assert client.get("/api/my/annotations", headers=auth(tokens["ann"])).json() == []
+
+
+def test_admin_input_that_cannot_be_stored_is_422(app):
+    client, tokens = app
+    admin = auth(tokens["admin"])
+    stats = client.get("/api/admin/projects/p/stats", headers=admin).json()
+    reply = client.post("/api/admin/projects/p/annotators", json={"name": "   "}, headers=admin)
+    assert reply.status_code == 422 and "spaces" in reply.text
+    bad = [{"prompt": "fine", "responses": ["a", "b"]}, {"prompt": "q\x00", "responses": ["a", "b"]}]
+    reply = client.post("/api/admin/projects/p/items", json=bad, headers=admin)
+    assert reply.status_code == 422 and "item 1" in reply.text and "NUL" in reply.text
+    assert client.get("/api/admin/projects/p/stats", headers=admin).json() == stats  # nothing written
+
+
+def test_bodies_over_the_limit_are_refused_before_they_are_read(sqlite_store, seed):
+    seed(sqlite_store, items=1, annotators=())
+    token = sqlite_store.add_annotator("p", "ann")
+    client = TestClient(create_app(sqlite_store, max_body_bytes=1000))
+    headers = {"Content-Type": "application/json"}
+    # declared too large: refused at once, even without a token (no 401 after reading it)
+    reply = client.post("/api/skip", content=b"x" * 5000, headers=headers)
+    assert reply.status_code == 413 and len(reply.text) < 200
+    # no Content-Length (chunked): counted as it arrives, refused past the limit
+    chunks = iter([b"[" + b"1," * 400, b"1," * 400, b"1]"])
+    reply = client.post("/api/skip", content=chunks, headers={**headers, **auth(token)})
+    assert reply.status_code == 413
+    # a body under the limit goes through as usual
+    reply = client.post("/api/skip", json={"item_id": 1}, headers=auth(token))
+    assert reply.status_code == 404  # not in the queue: the body was read and understood
+
+
+def test_project_names_with_a_slash_reach_the_admin_routes(sqlite_store):
+    sqlite_store.create_project("team/a", overlap=1)
+    admin = auth(sqlite_store.create_admin())
+    client = TestClient(create_app(sqlite_store))
+    assert client.get("/api/admin/projects/team/a/stats", headers=admin).status_code == 200
+    reply = client.post("/api/admin/projects/team/a/annotators", json={"name": "ann"}, headers=admin)
+    assert reply.status_code == 200
+    assert client.get("/api/admin/projects/team%2Fa/export?format=raw", headers=admin).status_code == 200
+
+
+def test_the_page_and_api_work_behind_a_path_prefix(sqlite_store, seed):
+    ids = seed(sqlite_store, items=1, annotators=())
+    del ids
+    token = sqlite_store.add_annotator("p", "ann")
+    client = TestClient(create_app(sqlite_store, root_path="/annotate"))
+    page = client.get("/annotate/").text
+    assert '<script src="/annotate/static/app.js" defer></script>' in page
+    assert '<meta name="rlhfkit-root" content="/annotate">' in page
+    assert client.get("/annotate/static/app.js").status_code == 200
+    # a proxy that forwards the prefix, and one that strips it
+    for prefix in ("/annotate", ""):
+        assert client.get(f"{prefix}/api/me", headers=auth(token)).json()["annotator"] == "ann"
+    with pytest.raises(ValueError, match="root_path"):
+        create_app(sqlite_store, root_path="annotate/")

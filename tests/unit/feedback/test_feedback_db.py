@@ -56,3 +56,23 @@ def test_sqlite_is_durable_and_waits_for_locks(sqlite_store):
         assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
         assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
         assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30000
+
+
+def test_open_never_creates_a_missing_file_and_init_creates_it_private(tmp_path):
+    path = tmp_path / "db" / "f.db"
+    with pytest.raises(SchemaError, match="no database file"):
+        Store.open(f"sqlite:///{path}")
+    assert not path.exists()
+    Store.init(f"sqlite:///{path}").close()
+    assert path.stat().st_mode & 0o777 == 0o600  # token hashes and labels: the owner's only
+
+
+def test_init_on_a_newer_or_unknown_revision_says_so(tmp_path):
+    url = f"sqlite:///{tmp_path / 'f.db'}"
+    Store.init(url).close()
+    engine = make_engine(url)
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    with pytest.raises(SchemaError, match="revision 9999, which this rlhfkit does not know"):
+        Store.init(url)
+    engine.dispose()

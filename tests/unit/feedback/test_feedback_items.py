@@ -36,6 +36,16 @@ def test_item_forms():
         ({"prompt": "q", "responses": ["a", 3]}, "responses", "wrong type"),
         ({"prompt": "q", "responses": ["a", "b"], "id": True}, "id", "wrong type"),
         ({"prompt": "q", "responses": ["a", "b"], "meta": []}, "meta", "wrong type"),
+        ({"prompt": "q\x00", "responses": ["a", "b"]}, "prompt", "NUL"),
+        ({"prompt": [{"role": "user", "content": "\ud800"}], "responses": ["a", "b"]}, "prompt", "surrogate"),
+        ({"prompt": "q", "responses": ["a", "b\x00"]}, "responses[1]", "NUL"),
+        (
+            {"prompt": "q", "responses": ["a", {"text": "b", "model": "\ud800"}]},
+            "responses[1] metadata",
+            "surrogate",
+        ),
+        ({"prompt": "q", "responses": ["a", "b"], "id": "x\x00"}, "id", "NUL"),
+        ({"prompt": "q", "responses": ["a", "b"], "meta": {"k": "\udfff"}}, "meta", "surrogate"),
     ],
 )
 def test_bad_items(record, field, reason):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections import Counter
 
@@ -213,3 +214,76 @@ def test_parallel_next_calls_of_one_annotator_hold_one_item(store, seed):
         assert len({t.item_id for t in tasks}) == 1  # every call got the one item held
         store.queue.submit(ids["ann"], tasks[0].item_id, A_CLEAR)
     assert store.queue.progress(ids["ann"]).pending == 0
+
+
+class _Clock:
+    """A fake UTC clock that tests move by hand."""
+
+    def __init__(self):
+        from datetime import datetime
+
+        self.now = datetime(2026, 1, 1, 12, 0, 0)
+
+    def __call__(self):
+        return self.now
+
+    def advance(self, **kw):
+        from datetime import timedelta
+
+        self.now += timedelta(**kw)
+
+
+def test_a_claim_held_past_its_lease_goes_back_to_the_queue(store, seed):
+    from datetime import timedelta
+
+    ids = seed(store, items=1, overlap=1, annotators=("quiet", "busy"))
+    clock = _Clock()
+    store.queue.lease, store.queue.clock = timedelta(minutes=30), clock
+    task = store.queue.next_task(ids["quiet"])
+    assert store.queue.next_task(ids["busy"]) is None  # overlap 1: the only slot is held
+    clock.advance(minutes=29)
+    assert store.queue.next_task(ids["busy"]) is None  # still within the lease
+    clock.advance(minutes=2)
+    again = store.queue.next_task(ids["busy"])  # the lease ran out: the item is handed on
+    assert again is not None and again.item_id == task.item_id
+    with pytest.raises(Conflict, match="released"):  # the late submission is refused, clearly
+        store.queue.submit(ids["quiet"], task.item_id, A_CLEAR)
+    store.queue.submit(ids["busy"], task.item_id, A_CLEAR)
+    assert [(a.item_id, a.annotator) for a in store.annotations("p")] == [(task.item_id, "busy")]
+    store.queue.skip(ids["quiet"], task.item_id)  # skipping a released claim changes nothing
+    assert store.skips("p") == []
+
+
+def test_deactivation_refuses_the_token_and_releases_held_items(store, seed):
+    ids = seed(store, items=2, overlap=1, annotators=("ann", "bob"))
+    token = store.rotate_token("p", "ann")  # the seed's token is replaced ...
+    assert store.authenticate(token).id == ids["ann"]
+    task = store.queue.next_task(ids["ann"])
+    assert store.set_active("p", "ann", False) == 1
+    assert store.authenticate(token) is None
+    with pytest.raises(NotFound):
+        store.queue.next_task(ids["ann"])
+    handed_on = [store.queue.next_task(ids["bob"]).item_id]
+    store.queue.submit(ids["bob"], handed_on[0], A_CLEAR)
+    handed_on.append(store.queue.next_task(ids["bob"]).item_id)
+    assert task.item_id in handed_on  # the released item went to bob
+    assert store.set_active("p", "ann", True) == 0
+    assert store.authenticate(token).id == ids["ann"]
+    old = token
+    token = store.rotate_token("p", "ann")
+    assert store.authenticate(old) is None and store.authenticate(token).id == ids["ann"]
+    with pytest.raises(NotFound, match="no annotator named"):
+        store.set_active("p", "nobody", False)
+
+
+def test_loading_items_is_all_or_nothing(store, tmp_path):
+    from rlhfkit.data import DataError
+    from rlhfkit.feedback.items import read_items
+
+    store.create_project("p", overlap=1)
+    path = tmp_path / "items.jsonl"
+    good = [json.dumps({"prompt": f"q{i}", "responses": ["a", "b"]}) for i in range(600)]
+    path.write_text("\n".join(good + ['{"prompt": "q600", "responses": ["a"]}']) + "\n")
+    with pytest.raises(DataError, match=r"items.jsonl:601: field .responses."):
+        store.load_items("p", read_items(path))
+    assert store.items("p") == []  # the 600 good items before the bad line were not written
