@@ -104,12 +104,13 @@ def _sample(cfg: EvalConfig, path: str, prompts: list, reference) -> dict:
     repeated = [p for p in prompts for _ in range(cfg.samples_per_prompt)]
     texts, lengths, kls, eos, reward_prompts = [], [], [], [], []
     for start in tqdm(range(0, len(repeated), cfg.batch_size), desc=f"eval {_name(path)}", unit="batch"):
-        ro = rollout(policy, tokenizer, repeated[start : start + cfg.batch_size], Sampling.of(cfg), generator)
+        batch = repeated[start : start + cfg.batch_size]
+        # the policy's logprobs come from the sampler itself: only the reference needs a forward
+        ro = rollout(policy, tokenizer, batch, Sampling.of(cfg), generator, with_logprobs=True)
         seqs = (ro.query_ids, ro.query_mask, ro.response_ids, ro.response_mask)
         with torch.no_grad():
-            logp = response_logprobs(policy, *seqs, temperature=cfg.temperature).logprobs
             ref_logp = response_logprobs(reference, *seqs, temperature=cfg.temperature).logprobs
-        kls.append(((logp - ref_logp) * ro.response_mask).sum(1))
+        kls.append(((ro.logprobs - ref_logp) * ro.response_mask).sum(1))
         texts += ro.response_texts
         reward_prompts += ro.prompts
         lengths.append(ro.lengths)

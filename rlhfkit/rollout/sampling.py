@@ -36,6 +36,8 @@ class Rollout:
         response_texts: the decoded responses, special tokens dropped, whitespace stripped.
         token_starts: for each row, the character offset in its response text where each valid
             response token starts (a token that adds no text, like EOS, starts at the end).
+        logprobs: (B, R) fp32 log-probabilities of the sampled tokens under softmax(logits /
+            temperature) as the sampler computed them (0 on padding), or None unless asked for.
     """
 
     prompts: list[Prompt]
@@ -46,6 +48,7 @@ class Rollout:
     has_eos: torch.Tensor
     response_texts: list[str]
     token_starts: list[list[int]]
+    logprobs: torch.Tensor | None = None
 
     @property
     def lengths(self) -> torch.Tensor:
@@ -118,7 +121,8 @@ def generate(
     top_k: int = 0,
     top_p: float = 1.0,
     generator: torch.Generator | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    with_logprobs: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Sample up to ``max_new_tokens`` per prompt, one token at a time, reusing the KV cache.
 
     Identical prompts (a GRPO group) are prefilled once and their KV cache is shared out. A row that has
@@ -127,8 +131,14 @@ def generate(
     the running rows. Generation ends once every row has stopped. Tokens after a row's first stop token
     are ``pad_id``.
 
+    With ``with_logprobs`` (and ``temperature > 0``) the log-probability of each sampled token under
+    the full softmax(logits / temperature) is kept as it is sampled: the logprobs a separate forward of
+    the policy would give (:func:`rlhfkit.models.logprobs.response_logprobs`, to float rounding of the
+    cached forward), without that forward.
+
     Returns:
-        response_ids (B, R), response_mask (B, R) (1 through the first stop token), has_eos (B,).
+        response_ids (B, R), response_mask (B, R) (1 through the first stop token), has_eos (B,), and
+        the sampled tokens' logprobs (B, R) fp32 (0 after the first stop) or None.
     """
     device = query_ids.device
     stop = torch.tensor(stop_ids, device=device)
@@ -150,11 +160,16 @@ def generate(
     next_position = position_ids[:, -1:] + 1  # (B_run, 1)
     running = torch.arange(query_ids.size(0), device=device)  # (B_run,) their rows in the batch
     done = torch.zeros(query_ids.size(0), dtype=torch.bool, device=device)
-    tokens, masks = [], []
+    keep_logprobs = with_logprobs and temperature > 0
+    tokens, masks, logprobs = [], [], []
     for _ in range(max_new_tokens):
         sampled = sample_next_token(logits, temperature, top_k, top_p, generator)  # (B_run,)
         masks.append(~done)
         tokens.append(torch.full_like(done, pad_id, dtype=torch.long).index_copy(0, running, sampled))
+        if keep_logprobs:
+            scaled = logits.float() / temperature  # (B_run, V)
+            picked = scaled.gather(1, sampled[:, None]).squeeze(1) - torch.logsumexp(scaled, dim=-1)
+            logprobs.append(torch.zeros(done.shape, device=device).index_copy(0, running, picked))
         stopped = torch.isin(sampled, stop)  # (B_run,)
         done[running[stopped]] = True
         if bool(done.all()):
@@ -174,7 +189,12 @@ def generate(
         )
         logits = out.logits[:, -1]
         next_position = next_position + 1
-    return torch.stack(tokens, 1), torch.stack(masks, 1).long(), done
+    return (
+        torch.stack(tokens, 1),
+        torch.stack(masks, 1).long(),
+        done,
+        torch.stack(logprobs, 1) if keep_logprobs else None,
+    )
 
 
 def _decode_with_starts(tokenizer: PreTrainedTokenizerBase, ids: list[int]) -> tuple[str, list[int]]:
@@ -209,8 +229,10 @@ def rollout(
     prompts: list[Prompt],
     sampling: Sampling,
     generator: torch.Generator | None = None,
+    with_logprobs: bool = False,
 ) -> Rollout:
-    """Render and tokenise ``prompts``, sample one response each, and decode them."""
+    """Render and tokenise ``prompts``, sample one response each, and decode them; with
+    ``with_logprobs``, keep the sampled tokens' logprobs (see :func:`generate`)."""
     query_ids, query_mask = encode_prompts(
         tokenizer, prompts, sampling.max_prompt_length, sampling.use_chat_template
     )
@@ -219,7 +241,7 @@ def rollout(
     was_training = policy.training
     policy.eval()  # gradient checkpointing (a train-mode feature) would switch the KV cache off
     try:
-        response_ids, response_mask, has_eos = generate(
+        response_ids, response_mask, has_eos, logprobs = generate(
             policy,
             query_ids,
             query_mask,
@@ -230,6 +252,7 @@ def rollout(
             sampling.top_k,
             sampling.top_p,
             generator,
+            with_logprobs,
         )
     finally:
         policy.train(was_training)
@@ -238,4 +261,6 @@ def rollout(
         text, row_starts = _decode_with_starts(tokenizer, response_ids[row, :length].tolist())
         texts.append(text)
         starts.append(row_starts)
-    return Rollout(prompts, query_ids, query_mask, response_ids, response_mask, has_eos, texts, starts)
+    return Rollout(
+        prompts, query_ids, query_mask, response_ids, response_mask, has_eos, texts, starts, logprobs
+    )

@@ -77,7 +77,7 @@ def test_greedy_matches_transformers_generate(policy, tokenizer, queries, hf_gre
     query_ids, query_mask = queries
     # a stop id that greedy decoding never emits, so no row ends early and nothing is masked
     never = min(set(range(len(tokenizer))) - set(hf_greedy.flatten().tolist()))
-    ids, mask, has_eos = generate(
+    ids, mask, has_eos, _ = generate(
         policy, query_ids, query_mask, MAX_NEW, [never], tokenizer.pad_token_id, temperature=0.0
     )
     assert torch.equal(ids, hf_greedy)
@@ -95,7 +95,7 @@ def test_repeated_prompts_share_one_prefill_and_match_transformers(policy, token
         lambda _, args, kw: calls.append(kw["input_ids"].shape), with_kwargs=True
     )
     try:
-        ids, _, _ = generate(
+        ids, _, _, _ = generate(
             policy, query_ids[order], query_mask[order], MAX_NEW, [never], tokenizer.pad_token_id, 0.0
         )
     finally:
@@ -116,7 +116,7 @@ def test_tokens_after_the_first_stop_are_pad_and_masked(policy, tokenizer, queri
     k = next(i for i in range(3, MAX_NEW) if row0[i] not in row0[:i])
     stop = row0[k]
     pad = tokenizer.pad_token_id
-    ids, mask, has_eos = generate(policy, query_ids, query_mask, MAX_NEW, [stop], pad, temperature=0.0)
+    ids, mask, has_eos, _ = generate(policy, query_ids, query_mask, MAX_NEW, [stop], pad, temperature=0.0)
 
     firsts = [_first(row, {stop}) for row in hf_greedy.tolist()]
     assert firsts[0] == k
@@ -137,7 +137,7 @@ def test_generation_stops_once_every_row_has_stopped(policy, tokenizer, queries,
     # every row's step-1 token is a stop token, so all rows are done by step 1
     stops = sorted(set(hf_greedy[:, 1].tolist()))
     firsts = [_first(row, set(stops)) for row in hf_greedy.tolist()]
-    ids, mask, has_eos = generate(
+    ids, mask, has_eos, _ = generate(
         policy, query_ids, query_mask, MAX_NEW, stops, tokenizer.pad_token_id, temperature=0.0
     )
     assert ids.size(1) == max(firsts) + 1 < MAX_NEW
@@ -273,3 +273,22 @@ def test_rollout_ends_at_the_models_eos(policy_dir, tokenizer, hf_greedy):
         assert roll.has_eos[b].item() == (first is not None)
         assert roll.lengths[b].item() == end
         assert roll.response_ids[b, :end].tolist() == hf_greedy[b, :end].tolist()
+
+
+def test_sampled_logprobs_equal_a_separate_forward_and_draws_do_not_change(policy, tokenizer):
+    """The logprobs kept while sampling are those a separate forward gives at the same temperature (the
+    eval's KL uses them instead of that forward), and keeping them draws the same tokens."""
+    from rlhfkit.models.logprobs import response_logprobs
+
+    sampling = Sampling(max_prompt_length=64, max_new_tokens=8, temperature=0.7, use_chat_template=False)
+    kept = rollout(policy, tokenizer, PROMPTS, sampling, torch.Generator().manual_seed(0), with_logprobs=True)
+    plain = rollout(policy, tokenizer, PROMPTS, sampling, torch.Generator().manual_seed(0))
+    assert plain.logprobs is None
+    assert torch.equal(kept.response_ids, plain.response_ids)
+    seqs = (kept.query_ids, kept.query_mask, kept.response_ids, kept.response_mask)
+    with torch.no_grad():
+        separate = response_logprobs(policy, *seqs, temperature=0.7).logprobs
+    assert kept.logprobs.shape == separate.shape
+    assert torch.allclose(kept.logprobs, separate, atol=1e-4)
+    assert (kept.logprobs[kept.response_mask == 0] == 0).all()
+    assert (kept.logprobs[kept.response_mask == 1] < 0).all()
