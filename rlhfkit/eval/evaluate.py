@@ -7,7 +7,10 @@ policy:
 
 - per judge: the mean score; against the baseline, the win rate (ties half) and the paired mean score
   difference, each with a 95% bootstrap interval over prompts
-  (:func:`rlhfkit.eval.winrate.paired_comparison`);
+  (:func:`rlhfkit.eval.winrate.paired_comparison`), and the paired difference at equal length (the
+  judge's length preference, fitted on the baseline's responses, taken out:
+  :func:`rlhfkit.eval.winrate.length_adjusted_difference`), so that a gain that is only a change of
+  length shows as such;
 - KL(policy || reference) in nats per response, estimated on the policy's own samples with the k1
   estimator: mean over responses of sum_t [log pi(y_t | x, y_<t) - log pi_ref(y_t | x, y_<t)], both
   at the sampling temperature;
@@ -40,7 +43,7 @@ from tqdm.auto import tqdm
 from rlhfkit.config import option
 from rlhfkit.data import load_prompts
 from rlhfkit.eval.repetition import distinct_n, repeated_ngram_frac
-from rlhfkit.eval.winrate import paired_comparison
+from rlhfkit.eval.winrate import length_adjusted_difference, paired_comparison
 from rlhfkit.models.loading import load_policy, load_tokenizer
 from rlhfkit.models.logprobs import response_logprobs
 from rlhfkit.rewards import RewardSpec, build_source, check_reward_specs
@@ -131,7 +134,8 @@ def evaluate(cfg: EvalConfig) -> dict:
         ``{"prompts": n, "samples_per_prompt": k, "baseline": name, "judges": {judge: {"kind", "path"}},
         "policies": {name: {"kl", "length", "no_eos_frac", "distinct_2", "repeat_4_frac",
         "judges": {judge: {"score", ["win_rate", "win_low", "win_high", "diff", "diff_low",
-        "diff_high"]}}, "score", ["win_rate", "win_low", "win_high"]}}}``; the baseline has no
+        "diff_high", "length_slope", "diff_at_equal_length", "diff_at_equal_length_low",
+        "diff_at_equal_length_high"]}}, "score", ["win_rate", "win_low", "win_high"]}}}``; the baseline has no
         comparison entries; the flat ``score`` / ``win_*`` are the first judge's.
 
     Raises:
@@ -167,8 +171,11 @@ def evaluate(cfg: EvalConfig) -> dict:
         for judge, judged in scores[path].items():
             entry = {"score": judged.mean().item()}
             if path != cfg.baseline:
-                cmp = paired_comparison(
-                    judged.numpy(), base[judge].numpy(), cfg.samples_per_prompt, cfg.n_boot, cfg.seed
+                k = cfg.samples_per_prompt
+                cmp = paired_comparison(judged.numpy(), base[judge].numpy(), k, cfg.n_boot, cfg.seed)
+                lengths = (res["lengths"].numpy(), results[cfg.baseline]["lengths"].numpy())
+                slope, adj, adj_low, adj_high = length_adjusted_difference(
+                    judged.numpy(), lengths[0], base[judge].numpy(), lengths[1], k, cfg.n_boot, cfg.seed
                 )
                 entry.update(
                     win_rate=cmp.win_rate,
@@ -177,6 +184,10 @@ def evaluate(cfg: EvalConfig) -> dict:
                     diff=cmp.diff,
                     diff_low=cmp.diff_low,
                     diff_high=cmp.diff_high,
+                    length_slope=slope,
+                    diff_at_equal_length=adj,
+                    diff_at_equal_length_low=adj_low,
+                    diff_at_equal_length_high=adj_high,
                 )
             row["judges"][judge] = entry
         primary = row["judges"][cfg.judges[0].label]
@@ -223,15 +234,24 @@ def format_table(summary: dict) -> str:
     for judge, spec in summary.get("judges", {"reward": {}}).items():
         where = f" ({spec['path']})" if spec.get("path") else ""
         lines.append(f"judge: {judge}{where}")
-        lines.append(f"  {'policy':<14}{'score':>8}{'win rate vs ' + base:>30}{'score diff vs ' + base:>32}")
+        lines.append(
+            f"  {'policy':<14}{'score':>8}{'win rate vs ' + base:>30}{'score diff vs ' + base:>32}"
+            f"{'diff at equal length':>32}"
+        )
         for name, row in summary["policies"].items():
             entry = row.get("judges", {}).get(judge, row)
-            win = diff = "-"
+            win = diff = adjusted = "-"
             if "win_rate" in entry:
                 win = f"{entry['win_rate']:.3f} [{entry['win_low']:.3f}, {entry['win_high']:.3f}]"
             if "diff" in entry:
                 diff = _interval(entry["diff"], entry["diff_low"], entry["diff_high"])
-            lines.append(f"  {name:<14}{entry['score']:>8.3f}{win:>30}{diff:>32}")
+            if "diff_at_equal_length" in entry:
+                adjusted = _interval(
+                    entry["diff_at_equal_length"],
+                    entry["diff_at_equal_length_low"],
+                    entry["diff_at_equal_length_high"],
+                )
+            lines.append(f"  {name:<14}{entry['score']:>8.3f}{win:>30}{diff:>32}{adjusted:>32}")
     lines.append(f"  {'policy':<14}{'KL':>8}{'length':>8}{'no EOS':>8}{'distinct-2':>12}{'rep. 4-gram':>13}")
     for name, row in summary["policies"].items():
         lines.append(
@@ -241,6 +261,7 @@ def format_table(summary: dict) -> str:
     k = summary.get("samples_per_prompt", 1)
     lines.append(
         f"({summary['prompts']} held-out prompts x {k} sample{'s' if k > 1 else ''}; 95% bootstrap intervals "
-        "over prompts; KL in nats per response, to the reference)"
+        "over prompts; 'at equal length': the judge's score-on-length slope among the baseline's responses "
+        "taken out; KL in nats per response, to the reference)"
     )
     return "\n".join(lines)

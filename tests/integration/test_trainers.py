@@ -267,3 +267,59 @@ def test_ppo_value_warmup_and_explained_variance_rises(tiny_policy_dir, tmp_path
     assert (
         summary["windows"]["explained_variance_last"] > summary["windows"]["explained_variance_first"] + 0.5
     )
+
+
+def test_eval_tables_under_two_judges_match_a_hand_count(
+    tiny_policy_dir, tiny_gpt2_policy_dir, toy_preferences, tmp_path
+):
+    """Two rule judges (response length in characters, and a regex), two policies, 2 samples per prompt:
+    every number of the summary is recomputed here from samples.jsonl by plain loops."""
+    judges = [
+        RewardSpec(kind="length", name="length", options={"target": 20}),
+        RewardSpec(kind="format", name="has_e", options={"pattern": "e"}),
+    ]
+    summary = evaluate(
+        EvalConfig(
+            baseline=str(tiny_policy_dir),
+            policies=[str(tiny_gpt2_policy_dir)],
+            judges=judges,
+            output_dir=str(tmp_path / "eval"),
+            data=_data(toy_preferences),
+            samples_per_prompt=2,
+            max_new_tokens=8,
+            temperature=1.0,
+            batch_size=8,
+            n_boot=200,
+            threads=2,
+        )
+    )
+    base, tuned = tiny_policy_dir.name, tiny_gpt2_policy_dir.name
+    rows = [json.loads(line) for line in (tmp_path / "eval" / "samples.jsonl").read_text().splitlines()]
+    assert summary["prompts"] == 16 and len(rows) == 32  # every held-out prompt, 2 samples each
+    assert list(summary["judges"]) == ["length", "has_e"]
+    rules = {
+        "length": lambda text: -abs(len(text) - 20) / 20,
+        "has_e": lambda text: float("e" in text),
+    }
+    for judge, rule in rules.items():
+        per_policy = {}
+        for name in (base, tuned):
+            scores = [rule(r[name]["response"]) for r in rows]
+            assert [r[name]["scores"][judge] for r in rows] == pytest.approx(scores, abs=1e-4)
+            per_policy[name] = scores
+            assert summary["policies"][name]["judges"][judge]["score"] == pytest.approx(sum(scores) / 32)
+        outcomes, diffs = [], []
+        for i in range(16):  # per prompt: the mean over its 2 samples
+            pairs = [(per_policy[tuned][2 * i + j], per_policy[base][2 * i + j]) for j in range(2)]
+            outcomes.append(sum(1.0 if a > b else 0.5 if a == b else 0.0 for a, b in pairs) / 2)
+            diffs.append(sum(a - b for a, b in pairs) / 2)
+        entry = summary["policies"][tuned]["judges"][judge]
+        assert entry["win_rate"] == pytest.approx(sum(outcomes) / 16)
+        assert entry["diff"] == pytest.approx(sum(diffs) / 16, abs=1e-6)
+        assert entry["win_low"] <= entry["win_rate"] <= entry["win_high"]
+        assert entry["diff_low"] <= entry["diff"] <= entry["diff_high"]
+    # the flat fields are the first judge's; the baseline has no comparison
+    assert (
+        summary["policies"][tuned]["win_rate"] == summary["policies"][tuned]["judges"]["length"]["win_rate"]
+    )
+    assert "win_rate" not in summary["policies"][base]["judges"]["length"]

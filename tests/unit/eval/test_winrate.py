@@ -3,7 +3,14 @@
 import numpy as np
 import pytest
 
-from rlhfkit.eval.winrate import WinRate, bootstrap_mean_ci, paired_comparison, win_rate
+from rlhfkit.eval.winrate import (
+    WinRate,
+    bootstrap_mean_ci,
+    length_adjusted_difference,
+    length_slope,
+    paired_comparison,
+    win_rate,
+)
 
 
 def test_hand_computed_rate_and_counts():
@@ -120,3 +127,24 @@ def test_paired_comparison_rejects_bad_input():
         paired_comparison([1, 2, 3], [1, 2, 3], samples_per_prompt=2)
     with pytest.raises(ValueError, match="NaN"):
         paired_comparison([1, float("nan")], [1, 2])
+
+
+def test_length_adjusted_difference_by_hand():
+    # baseline B: scores [1, 2, 3] at lengths [3, 2, 1]: slope = cov / var = (-2/3) / (2/3) = -1
+    # (every token costs 1 point). A: scores [3, 3, 4] at lengths [1, 1, 0]: raw diffs [2, 1, 1],
+    # mean 4/3; adjusted (score + length): A [4, 4, 4], B [4, 4, 4] -> the gain is all length: 0
+    assert length_slope([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
+    slope, diff, low, high = length_adjusted_difference(
+        [3, 3, 4], [1, 1, 0], [1, 2, 3], [3, 2, 1], n_boot=200
+    )
+    assert paired_comparison([3, 3, 4], [1, 2, 3]).diff == pytest.approx(4 / 3)
+    assert (slope, diff, low, high) == (
+        pytest.approx(-1.0),
+        pytest.approx(0.0),
+        pytest.approx(0.0),
+        pytest.approx(0.0),
+    )
+    # a gain at the same length survives the adjustment: A = B + 1 everywhere, same lengths
+    _, diff, low, _ = length_adjusted_difference([2, 3, 4], [3, 2, 1], [1, 2, 3], [3, 2, 1], n_boot=200)
+    assert diff == pytest.approx(1.0) and low == pytest.approx(1.0)
+    assert length_slope([1, 2], [5, 5]) == 0.0  # no length variation: nothing to adjust
