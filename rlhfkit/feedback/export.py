@@ -41,6 +41,7 @@ class ExportReport:
     both_bad_left_out: int = 0
     no_majority: int = 0
     too_few_votes: int = 0
+    identical_left_out: int = 0  # a pair of responses with the same text: no preference to learn
 
     def summary(self) -> str:
         """One line for the terminal."""
@@ -56,7 +57,9 @@ def majority_pairs(
 ) -> tuple[list[PreferencePair], ExportReport]:
     """Preference pairs decided by majority vote (see the module docstring), in item order.
 
-    A response pair with fewer than `min_votes` votes is left out (``too_few_votes``).
+    A response pair with fewer than `min_votes` votes is left out (``too_few_votes``), and so is a pair
+    whose two responses have the same text (``identical_left_out``: chosen == rejected teaches nothing
+    and only adds noise to the Bradley-Terry loss).
     """
     by_item: dict[int, list[AnnotationView]] = defaultdict(list)
     for a in annotations:
@@ -86,6 +89,9 @@ def majority_pairs(
                 continue
             outcome = ranked[0][0]
             texts = (item.responses[i].text, item.responses[j].text)
+            if texts[0] == texts[1]:
+                report.identical_left_out += 1
+                continue
             if outcome in (">", "<"):
                 chosen, rejected = texts if outcome == ">" else texts[::-1]
                 m = margins[((i, j), outcome)]

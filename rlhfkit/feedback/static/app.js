@@ -20,6 +20,14 @@ const state = {
 
 const $ = (id) => document.getElementById(id);
 
+// Bidirectional controls (right-to-left overrides, embeddings, isolates, marks) can make model text
+// read differently from what it is; they are shown as visible [U+XXXX] markers instead of acting.
+const BIDI_CONTROLS = /[\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069]/g;
+
+function visibleText(text) {
+  return text.replace(BIDI_CONTROLS, (c) => `[U+${c.codePointAt(0).toString(16).toUpperCase().padStart(4, "0")}]`);
+}
+
 function el(tag, className, text) {
   const node = document.createElement(tag);
   if (className) node.className = className;
@@ -138,7 +146,7 @@ function renderTask(task) {
   for (const turn of task.turns) {
     const box = el("div", `turn role-${turn.role}`);
     box.append(el("div", "role", single ? "Prompt" : ROLE_NAMES[turn.role] || turn.role));
-    box.append(el("div", "content", turn.content));
+    box.append(el("div", "content", visibleText(turn.content)));
     prompt.append(box);
   }
 
@@ -153,7 +161,7 @@ function renderTask(task) {
     if (task.responses.length > 2) head.append(el("kbd", "", String(n + 1)));
     head.append(el("span", "badge"));
     card.append(head);
-    card.append(el("div", "text", response.text));
+    card.append(el("div", "text", visibleText(response.text)));
     responses.append(card);
   });
 

@@ -297,3 +297,26 @@ def test_the_page_and_api_work_behind_a_path_prefix(sqlite_store, seed):
         assert client.get(f"{prefix}/api/me", headers=auth(token)).json()["annotator"] == "ann"
     with pytest.raises(ValueError, match="root_path"):
         create_app(sqlite_store, root_path="annotate/")
+
+
+def test_the_page_shows_bidi_controls_instead_of_obeying_them():
+    """Right-to-left overrides in model text are shown as [U+202E] markers (run in node: the page's own
+    function, cut out of app.js)."""
+    import re
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    from rlhfkit.feedback.api import STATIC
+
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("needs node to run the page's script")
+    script = Path(STATIC / "app.js").read_text()
+    start = script.index("const BIDI_CONTROLS")
+    end = script.index("\n}\n", script.index("function visibleText")) + 3
+    probe = script[start:end] + "\nprocess.stdout.write(visibleText(process.argv[1]));"
+    text = "safe \u202egnp.exe\u202c and \u2066isolated\u2069 \u200f"
+    shown = subprocess.run([node, "-e", probe, text], capture_output=True, text=True, check=True).stdout
+    assert shown == "safe [U+202E]gnp.exe[U+202C] and [U+2066]isolated[U+2069] [U+200F]"
+    assert not re.search("[\u202a-\u202e\u2066-\u2069]", shown)

@@ -122,3 +122,11 @@ def test_raw_records_keep_everything():
         "duration_ms": 1200,
     }
     assert (skipped["label"], skipped["annotator"], skipped["ranking"]) == ("skipped", "y", None)
+
+
+def test_a_pair_of_identical_responses_is_left_out_and_counted():
+    same = ItemView(1, "q1", PROMPT, [ResponseRecord("same text"), ResponseRecord("same text")], None)
+    votes = [vote(1, "x", "ranking", [0, 1]), vote(2, "x", "ranking", [0, 1])]
+    pairs, report = majority_pairs([same, item(2)], votes)
+    assert [(p.chosen, p.rejected) for p in pairs] == [("r0", "r1")]  # never chosen == rejected
+    assert report.identical_left_out == 1 and report.pairs == 1
