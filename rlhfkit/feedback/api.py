@@ -1,9 +1,9 @@
 """The annotation app's HTTP API (FastAPI) and the page it serves.
 
 Authentication: every ``/api`` route but ``/api/health`` takes ``Authorization: Bearer <token>``; a
-missing or unknown token gets 401. Annotator tokens reach only the annotator routes, which are scoped to
-the annotator's own project and queue; admin tokens reach only ``/api/admin``. Using the other role's
-routes gets 403.
+missing or unknown token gets 401, and an address that sent too many unknown tokens gets 429 for a
+while. Annotator tokens reach only the annotator routes, which are scoped to the annotator's own project
+and queue; admin tokens reach only ``/api/admin``. Using the other role's routes gets 403.
 
 Annotator routes::
 
@@ -34,6 +34,10 @@ from __future__ import annotations
 
 import html
 import json
+import math
+import time
+from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -111,16 +115,68 @@ class AnnotatorIn(BaseModel):
 _bearer = HTTPBearer(auto_error=False)
 
 
+class FailedAuthLimit:
+    """At most ``max_failures`` unknown tokens per client address in ``window`` seconds; past that the
+    address gets 429 until its oldest failure leaves the window, without a database look-up, so that a
+    flood of wrong tokens cannot slow the annotators down. Behind a reverse proxy on this machine the
+    address is the real client's (uvicorn reads ``X-Forwarded-For`` from a proxy on 127.0.0.1). Memory
+    stays bounded: at most ``max_clients`` addresses are tracked (the stalest are forgotten)."""
+
+    def __init__(
+        self,
+        max_failures: int = 30,
+        window: float = 60.0,
+        max_clients: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.max_failures, self.window, self.max_clients, self.clock = (
+            max_failures,
+            window,
+            max_clients,
+            clock,
+        )
+        self._failures: dict[str, deque[float]] = {}
+
+    def retry_after(self, client: str) -> float:
+        """Seconds until ``client`` may try again (0: now)."""
+        times = self._failures.get(client)
+        if not times:
+            return 0.0
+        now = self.clock()
+        while times and times[0] <= now - self.window:
+            times.popleft()
+        if len(times) < self.max_failures:
+            return 0.0
+        return times[0] + self.window - now
+
+    def failed(self, client: str) -> None:
+        if client not in self._failures and len(self._failures) >= self.max_clients:
+            del self._failures[next(iter(self._failures))]  # the longest tracked
+        self._failures.setdefault(client, deque()).append(self.clock())
+
+
 def principal(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> Principal:
     """The admin or annotator of the request's bearer token.
 
     Raises:
-        HTTPException: 401 for a missing or unknown token.
+        HTTPException: 401 for a missing or unknown token; 429 for a client past its failed-token limit
+            (`FailedAuthLimit`).
     """
+    limit: FailedAuthLimit = request.app.state.auth_limit
+    client = request.client.host if request.client else "?"
+    wait = limit.retry_after(client)
+    if wait > 0:
+        raise HTTPException(
+            429,
+            "too many unknown tokens from this address; try again later",
+            {"Retry-After": str(math.ceil(wait))},
+        )
     found = request.app.state.store.authenticate(credentials.credentials) if credentials else None
     if found is None:
+        if credentials is not None:
+            limit.failed(client)
         why = "missing bearer token" if credentials is None else "unknown token"
         raise HTTPException(401, why, headers={"WWW-Authenticate": "Bearer"})
     return found
@@ -169,7 +225,12 @@ def task_json(task: Task) -> dict[str, Any]:
     }
 
 
-def create_app(store: Store, root_path: str = "", max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
+def create_app(
+    store: Store,
+    root_path: str = "",
+    max_body_bytes: int = MAX_BODY_BYTES,
+    auth_limit: FailedAuthLimit | None = None,
+) -> FastAPI:
     """The app for one store: the API above plus the page at ``/``.
 
     Args:
@@ -177,6 +238,7 @@ def create_app(store: Store, root_path: str = "", max_body_bytes: int = MAX_BODY
             asks for its files and the API under it, and the app answers both with the prefix (a proxy
             that forwards it) and without it (a proxy that strips it).
         max_body_bytes: larger request bodies get 413 before they are read whole.
+        auth_limit: the failed-token limit (default: `FailedAuthLimit()`).
     Raises:
         ValueError: a ``root_path`` that does not start with ``/`` or ends with one.
     """
@@ -186,6 +248,7 @@ def create_app(store: Store, root_path: str = "", max_body_bytes: int = MAX_BODY
         )
     app = FastAPI(title="rlhfkit annotate", docs_url=None, redoc_url=None, openapi_url="/api/openapi.json")
     app.state.store = store
+    app.state.auth_limit = auth_limit or FailedAuthLimit()
     page_html = (STATIC / "index.html").read_text().replace("__ROOT__", html.escape(root_path))
 
     @app.middleware("http")

@@ -320,3 +320,22 @@ def test_the_page_shows_bidi_controls_instead_of_obeying_them():
     shown = subprocess.run([node, "-e", probe, text], capture_output=True, text=True, check=True).stdout
     assert shown == "safe [U+202E]gnp.exe[U+202C] and [U+2066]isolated[U+2069] [U+200F]"
     assert not re.search("[\u202a-\u202e\u2066-\u2069]", shown)
+
+
+def test_a_flood_of_wrong_tokens_is_429_without_locking_out_others(sqlite_store, seed):
+    from rlhfkit.feedback.api import FailedAuthLimit
+
+    seed(sqlite_store, items=1, annotators=())
+    token = sqlite_store.add_annotator("p", "ann")
+    now = [0.0]
+    limit = FailedAuthLimit(max_failures=5, window=60, clock=lambda: now[0])
+    client = TestClient(create_app(sqlite_store, auth_limit=limit))
+    replies = [client.get("/api/me", headers=auth(f"guess{i}")).status_code for i in range(8)]
+    assert replies == [401] * 5 + [429] * 3
+    reply = client.get("/api/me", headers=auth(token))  # the same address, even with a good token
+    assert reply.status_code == 429 and int(reply.headers["retry-after"]) == 60
+    assert limit.retry_after("another-address") == 0.0  # others are not affected
+    now[0] = 61.0  # the failures have left the window
+    assert client.get("/api/me", headers=auth(token)).status_code == 200
+    assert client.get("/api/me").status_code == 401  # a missing token is not counted as a guess
+    assert limit.retry_after("testclient") == 0.0
