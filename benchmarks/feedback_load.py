@@ -2,9 +2,11 @@
 
 The server runs in its own process (``python -m rlhfkit.feedback serve``); each annotator is a thread
 with its own HTTP connection that asks for an item (``POST /api/next``), labels it (``POST
-/api/annotations``) and goes on until its queue is empty. Afterwards the database is read directly:
-every acknowledged label must be there (zero lost), once (zero duplicated), with no item given to more
-than ``overlap`` annotators.
+/api/annotations``) and goes on until its queue is empty. With ``race_share`` > 0 that share of items
+gets a submit and a skip sent at the same moment from two connections (two tabs): exactly one of them
+may be accepted. Afterwards the database is read directly: every acknowledged label must be there (zero
+lost), once (zero duplicated), never beside a skip of the same item by the same annotator, with no item
+given to more than ``overlap`` annotators.
 
     .venv/bin/python benchmarks/feedback_load.py                       # 20 annotators, 2,000 labels, SQLite
     .venv/bin/python benchmarks/feedback_load.py --db postgresql://postgres@127.0.0.1:55432/postgres
@@ -46,6 +48,8 @@ class Run:
     """What the simulated annotators saw: acknowledged labels and latencies (seconds)."""
 
     acked: set = field(default_factory=set)  # (item_id, annotator)
+    skipped: set = field(default_factory=set)  # (item_id, annotator) whose skip was acknowledged
+    both_accepted: int = 0  # races in which the submit and the skip were both acknowledged
     duplicates_acked: int = 0  # 200 replies with created=True for a pair already acknowledged
     submit_latency: list = field(default_factory=list)
     claim_latency: list = field(default_factory=list)
@@ -113,11 +117,33 @@ def start_server(db_url: str, port: int, timeout: float = 60.0) -> subprocess.Po
     raise RuntimeError(f"the server did not answer on port {port} within {timeout} s")
 
 
-def annotate(base_url: str, name: str, token: str, run: Run, max_requests: int = 100_000) -> None:
-    """One simulated annotator: claim, label, repeat until the queue is empty or the server is gone."""
+def _race(client: httpx.Client, tab: httpx.Client, body: dict) -> tuple[httpx.Response, httpx.Response]:
+    """A submit (from ``client``) and a skip (from ``tab``) of the same item, sent at the same moment."""
+    start, replies = threading.Barrier(2), {}
+
+    def skip() -> None:
+        start.wait()
+        replies["skip"] = tab.post("/api/skip", json={"item_id": body["item_id"]})
+
+    thread = threading.Thread(target=skip)
+    thread.start()
+    start.wait()
+    replies["submit"] = client.post("/api/annotations", json=body)
+    thread.join()
+    return replies["submit"], replies["skip"]
+
+
+def annotate(
+    base_url: str, name: str, token: str, run: Run, max_requests: int = 100_000, race_share: float = 0.0
+) -> None:
+    """One simulated annotator: claim, label (or, for ``race_share`` of the items, submit and skip at the
+    same moment), repeat until the queue is empty or the server is gone."""
     rng = random.Random(name)
     headers = {"Authorization": f"Bearer {token}"}
-    with httpx.Client(base_url=base_url, headers=headers, timeout=60) as client:
+    with (
+        httpx.Client(base_url=base_url, headers=headers, timeout=60) as client,
+        httpx.Client(base_url=base_url, headers=headers, timeout=60) as tab,
+    ):
         for _ in range(max_requests):
             try:
                 start = time.perf_counter()
@@ -132,7 +158,21 @@ def annotate(base_url: str, name: str, token: str, run: Run, max_requests: int =
                 if label in ("a_better", "b_better"):
                     body["strength"] = rng.choice(STRENGTHS)
                 sent = time.perf_counter()
-                reply = client.post("/api/annotations", json=body)
+                skipped = None
+                if rng.random() < race_share:
+                    reply, skipped = _race(client, tab, body)
+                    outcome = (reply.status_code, skipped.status_code)
+                    if outcome not in ((200, 409), (409, 200)):
+                        with run.lock:
+                            run.both_accepted += outcome == (200, 200)
+                            run.errors.append(f"{name}: submit/skip race ended {outcome}")
+                        return
+                    if skipped.status_code == 200:
+                        with run.lock:
+                            run.skipped.add((item_id, name))
+                        continue
+                else:
+                    reply = client.post("/api/annotations", json=body)
                 done = time.perf_counter()
                 reply.raise_for_status()
             except httpx.TransportError as err:  # the server is gone (the crash test kills it)
@@ -152,10 +192,15 @@ def annotate(base_url: str, name: str, token: str, run: Run, max_requests: int =
                 run.submit_latency.append(done - sent)
 
 
-def run_annotators(base_url: str, tokens: dict[str, str], run: Run | None = None) -> Run:
+def run_annotators(
+    base_url: str, tokens: dict[str, str], run: Run | None = None, race_share: float = 0.0
+) -> Run:
     """Run every annotator on its own thread until all are done."""
     run = run or Run()
-    threads = [threading.Thread(target=annotate, args=(base_url, n, t, run)) for n, t in tokens.items()]
+    threads = [
+        threading.Thread(target=annotate, args=(base_url, n, t, run), kwargs={"race_share": race_share})
+        for n, t in tokens.items()
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -164,18 +209,22 @@ def run_annotators(base_url: str, tokens: dict[str, str], run: Run | None = None
 
 
 def check(db_url: str, run: Run, overlap: int) -> dict:
-    """Compare the acknowledged labels with the database: lost, duplicated, over-assigned."""
+    """Compare the acknowledged labels and skips with the database: lost, duplicated, labelled and skipped
+    by the same annotator, over-assigned."""
     store = Store.open(db_url)
     try:
         stored = [(a.item_id, a.annotator) for a in store.annotations("load")]
+        skips = {(s.item_id, s.annotator) for s in store.skips("load")}
         per_item: dict[int, int] = {}
         for item_id, _ in stored:
             per_item[item_id] = per_item.get(item_id, 0) + 1
         return {
             "stored": len(stored),
             "acknowledged": len(run.acked),
-            "lost": len(run.acked - set(stored)),
+            "lost": len(run.acked - set(stored)) + len(run.skipped - skips),
             "duplicated": len(stored) - len(set(stored)) + run.duplicates_acked,
+            "skips": len(skips),
+            "labelled_and_skipped": len(set(stored) & skips) + run.both_accepted,
             "over_assigned_items": sum(1 for n in per_item.values() if n > overlap),
         }
     finally:
@@ -188,14 +237,16 @@ def percentile(values: list[float], q: float) -> float:
     return 1000 * ordered[min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))]
 
 
-def benchmark(db_url: str, annotators: int = 20, labels: int = 2000, overlap: int = 1) -> dict:
+def benchmark(
+    db_url: str, annotators: int = 20, labels: int = 2000, overlap: int = 1, race_share: float = 0.0
+) -> dict:
     """Set up, serve, label everything, check; returns the report (see the module docstring)."""
     tokens = setup(db_url, annotators, labels, overlap)
     port = free_port()
     server = start_server(db_url, port)
     try:
         start = time.perf_counter()
-        run = run_annotators(f"http://{HOST}:{port}", tokens)
+        run = run_annotators(f"http://{HOST}:{port}", tokens, race_share=race_share)
         seconds = time.perf_counter() - start
     finally:
         server.send_signal(signal.SIGTERM)
@@ -204,6 +255,7 @@ def benchmark(db_url: str, annotators: int = 20, labels: int = 2000, overlap: in
     report.update(
         annotators=annotators,
         overlap=overlap,
+        race_share=race_share,
         seconds=round(seconds, 2),
         labels_per_second=round(len(run.acked) / seconds, 1),
         submit_p50_ms=round(percentile(run.submit_latency, 50), 2),
@@ -220,13 +272,19 @@ def main() -> int:
     parser.add_argument("--annotators", type=int, default=20)
     parser.add_argument("--labels", type=int, default=2000)
     parser.add_argument("--overlap", type=int, default=1)
+    parser.add_argument(
+        "--race-share", type=float, default=0.0, help="share of items submitted and skipped at once"
+    )
     parser.add_argument("--db", help="database URL (default: a new SQLite file in a temporary folder)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         db_url = args.db or f"sqlite:///{Path(tmp) / 'load.db'}"
-        report = benchmark(db_url, args.annotators, args.labels, args.overlap)
+        report = benchmark(db_url, args.annotators, args.labels, args.overlap, args.race_share)
     print(json.dumps(report, indent=2))
-    ok = report["lost"] == report["duplicated"] == report["over_assigned_items"] == 0 and not report["errors"]
+    bad = (
+        report["lost"] + report["duplicated"] + report["over_assigned_items"] + report["labelled_and_skipped"]
+    )
+    ok = bad == 0 and not report["errors"]
     return 0 if ok else 1
 
 

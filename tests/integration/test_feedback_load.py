@@ -9,12 +9,15 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import signal
 import sys
 import threading
 import time
+import uuid
 from pathlib import Path
 
+import pytest
 from sqlalchemy import text
 
 from rlhfkit.feedback.store import Store
@@ -80,3 +83,41 @@ def test_killing_the_server_loses_no_acknowledged_label(tmp_path):
     report = load.check(db_url, run, overlap=1)
     assert run.errors == []
     assert report["stored"] == 240 and report["lost"] == report["duplicated"] == 0
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def load_db(request, tmp_path):
+    """A database URL for a load run: a new SQLite file, or a schema of its own on the test PostgreSQL
+    (``RLHFKIT_TEST_PG_URL``, which ``.ci/run`` starts; skipped without it)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'race.db'}"
+        return
+    url = os.environ.get("RLHFKIT_TEST_PG_URL")
+    if not url:
+        pytest.skip("PostgreSQL tests need RLHFKIT_TEST_PG_URL (.ci/run starts a server and sets it)")
+    from sqlalchemy import create_engine
+
+    from rlhfkit.feedback.db import database_url
+
+    admin = create_engine(database_url(url))
+    schema = f"load_{uuid.uuid4().hex[:12]}"
+    with admin.begin() as connection:
+        connection.execute(text(f"CREATE SCHEMA {schema}"))
+    try:
+        scoped = admin.url.update_query_dict({"options": f"-csearch_path={schema}"})
+        yield scoped.render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as connection:
+            connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
+
+
+def test_twenty_annotators_with_submits_and_skips_racing_lose_and_duplicate_nothing(load_db):
+    """A third of the items get a submit and a skip at the same moment (two tabs): exactly one side wins
+    each race, and the database ends with every acknowledged label and skip, none twice, no item both
+    labelled and skipped by one annotator, none over its overlap."""
+    report = load.benchmark(load_db, annotators=20, labels=300, overlap=2, race_share=0.33)
+    assert report["errors"] == []
+    assert report["skips"] > 0 and report["acknowledged"] == report["stored"]
+    assert report["lost"] == report["duplicated"] == report["over_assigned_items"] == 0
+    assert report["labelled_and_skipped"] == 0
