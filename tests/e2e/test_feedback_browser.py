@@ -222,3 +222,89 @@ def test_a_wrong_token_is_refused(app_server, page):
     page.press("#token", "Enter")
     page.wait_for_function("() => document.getElementById('login-error').textContent.includes('admin')")
     assert page.is_hidden("#workspace")
+
+
+class _StrippingProxy:
+    """A reverse proxy on loopback that serves ``upstream`` under ``/annotate`` (stripping the prefix, as
+    an nginx ``location /annotate/ { proxy_pass http://upstream/; }`` does); anything else is 404."""
+
+    def __init__(self, upstream: str):
+        import http.server
+        import threading
+
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _forward(self):
+                if not self.path.startswith("/annotate/"):
+                    self.send_error(404)
+                    return
+                length = int(self.headers.get("Content-Length") or 0)
+                headers = {
+                    k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")
+                }
+                reply = httpx.request(
+                    self.command,
+                    upstream + self.path[len("/annotate") :],
+                    headers=headers,
+                    content=self.rfile.read(length) if length else None,
+                )
+                proxy.paths.append(self.path)
+                self.send_response(reply.status_code)
+                for key, value in reply.headers.items():
+                    if key.lower() not in (
+                        "content-length",
+                        "transfer-encoding",
+                        "connection",
+                        "content-encoding",
+                    ):
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(reply.content)))
+                self.end_headers()
+                self.wfile.write(reply.content)
+
+            do_GET = do_POST = _forward
+
+            def log_message(self, *args):
+                pass
+
+        self.paths: list[str] = []
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/annotate"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_the_page_works_behind_a_reverse_proxy_path_prefix(tmp_path, page):
+    """Served with --root-path /annotate behind a proxy that strips the prefix: the page loads its files
+    and calls the API under /annotate/ (nothing reaches the proxy outside it), and an annotator labels an
+    item; a right-to-left override in a response shows as a visible marker."""
+    store = Store.init(f"sqlite:///{tmp_path / 'feedback.db'}")
+    store.create_project("demo", GUIDELINES, overlap=1)
+    sneaky = ResponseRecord("Open the file \u202egnp.exe\u202c now.")
+    store.load_items("demo", [ItemRecord("Which file?", (sneaky, ResponseRecord("None.")), "rtl")])
+    token = store.add_annotator("demo", "alice")
+    with serving(store, root_path="/annotate") as upstream_with_prefix:
+        upstream = upstream_with_prefix[: -len("/annotate")]
+        proxy = _StrippingProxy(upstream)
+        try:
+            page.goto(f"{proxy.url}/#token={token}")
+            page.wait_for_selector("#task:not([hidden])")
+            texts = page.eval_on_selector_all(
+                "#responses .response .text", "ns => ns.map(n => n.textContent)"
+            )
+            assert "Open the file [U+202E]gnp.exe[U+202C] now." in texts
+            page.keyboard.press("a")
+            page.keyboard.press("w")
+            page.keyboard.press("Enter")
+            page.wait_for_selector("#done:not([hidden])")
+        finally:
+            proxy.close()
+    assert len(store.annotations("demo")) == 1
+    assert any(p.startswith("/annotate/static/") for p in proxy.paths)
+    assert any(p.startswith("/annotate/api/") for p in proxy.paths)
+    store.close()
