@@ -20,6 +20,9 @@ Admin routes (``{name}`` is a project; a name may contain ``/``)::
     GET  /api/admin/projects/{name:path}/stats
     GET  /api/admin/projects/{name:path}/export?format=trl|raw[&include_ties=true&include_both_bad=true]
     POST /api/admin/projects/{name:path}/annotators   {"name": ...} -> {"token": ...}
+    POST /api/admin/projects/{name:path}/annotators/rotate-token   {"name": ...} -> {"token": ...}
+    POST /api/admin/projects/{name:path}/annotators/deactivate     {"name": ...} -> {"released": n}
+    POST /api/admin/projects/{name:path}/annotators/reactivate     {"name": ...}
     POST /api/admin/projects/{name:path}/items        [item records, as in a JSONL file]
 
 Errors are JSON ``{"detail": message}``: 404 unknown project or item not in your queue, 409 conflict,
@@ -348,6 +351,19 @@ def create_app(
     @app.post("/api/admin/projects/{name:path}/annotators")
     def add_annotator(name: str, body: AnnotatorIn, _: AdminDep) -> dict:
         return {"annotator": body.name, "token": store.add_annotator(name, body.name)}
+
+    @app.post("/api/admin/projects/{name:path}/annotators/rotate-token")
+    def rotate_token(name: str, body: AnnotatorIn, _: AdminDep) -> dict:
+        return {"annotator": body.name, "token": store.rotate_token(name, body.name)}
+
+    @app.post("/api/admin/projects/{name:path}/annotators/deactivate")
+    def deactivate(name: str, body: AnnotatorIn, _: AdminDep) -> dict:
+        return {"annotator": body.name, "active": False, "released": store.set_active(name, body.name, False)}
+
+    @app.post("/api/admin/projects/{name:path}/annotators/reactivate")
+    def reactivate(name: str, body: AnnotatorIn, _: AdminDep) -> dict:
+        store.set_active(name, body.name, True)
+        return {"annotator": body.name, "active": True}
 
     @app.post("/api/admin/projects/{name:path}/items")
     def add_items(name: str, body: list[dict[str, Any]], _: AdminDep) -> dict:

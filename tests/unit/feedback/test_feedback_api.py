@@ -339,3 +339,28 @@ def test_a_flood_of_wrong_tokens_is_429_without_locking_out_others(sqlite_store,
     assert client.get("/api/me", headers=auth(token)).status_code == 200
     assert client.get("/api/me").status_code == 401  # a missing token is not counted as a guess
     assert limit.retry_after("testclient") == 0.0
+
+
+def test_admins_rotate_tokens_and_deactivate_annotators(app):
+    client, tokens = app
+    admin = auth(tokens["admin"])
+    task = client.post("/api/next", headers=auth(tokens["ann"])).json()
+    reply = client.post("/api/admin/projects/p/annotators/rotate-token", json={"name": "ann"}, headers=admin)
+    new = reply.json()["token"]
+    assert client.get("/api/me", headers=auth(tokens["ann"])).status_code == 401  # the old token is revoked
+    assert client.get("/api/me", headers=auth(new)).status_code == 200
+    reply = client.post("/api/admin/projects/p/annotators/deactivate", json={"name": "ann"}, headers=admin)
+    assert reply.json() == {"annotator": "ann", "active": False, "released": 1}
+    assert client.get("/api/me", headers=auth(new)).status_code == 401
+    reply = client.post(
+        "/api/annotations", json={"item_id": task["item_id"], "label": "tie"}, headers=auth(new)
+    )
+    assert reply.status_code == 401  # a deactivated annotator's late label is refused
+    reply = client.post("/api/admin/projects/p/annotators/reactivate", json={"name": "ann"}, headers=admin)
+    assert reply.status_code == 200 and client.get("/api/me", headers=auth(new)).status_code == 200
+    reply = client.post("/api/admin/projects/p/annotators/deactivate", json={"name": "zed"}, headers=admin)
+    assert reply.status_code == 404
+    reply = client.post(
+        "/api/admin/projects/p/annotators/deactivate", json={"name": "ann"}, headers=auth(new)
+    )
+    assert reply.status_code == 403
