@@ -30,7 +30,7 @@ from rlhfkit.data.records import SFTExample
 from rlhfkit.models.builtin import MINILM, SMOLLM2, builtin_model_dir
 from rlhfkit.models.loading import load_reward_model, load_tokenizer
 from rlhfkit.models.reward import load_reward_tokenizer
-from rlhfkit.trainers.common import batches
+from rlhfkit.trainers.training import batches
 
 USE_CHAT_TEMPLATE = True  # rlhfkit's default in every trainer
 

@@ -309,7 +309,7 @@ def compare(args) -> int:
     from compare_inputs import load_pairs, model_folders, write_case_data
     from limit import matmul_gflops
 
-    from rlhfkit.trainers.common import HH_DATA
+    from rlhfkit.data.split import HH_DATA
 
     torch.set_num_threads(args.threads)
     dtype = torch.bfloat16 if args.bf16 else torch.float32

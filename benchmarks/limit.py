@@ -22,11 +22,11 @@ import torch
 from rlhfkit.data import join_prompt_response, load_preferences
 from rlhfkit.data.collate import collate_sft, encode_sft
 from rlhfkit.data.records import SFTExample
+from rlhfkit.data.split import HH_DATA
 from rlhfkit.losses import bradley_terry_loss, sft_loss
 from rlhfkit.models.loading import load_policy, load_reward_model, load_tokenizer
 from rlhfkit.models.logprobs import next_token_logprobs
 from rlhfkit.models.reward import load_reward_tokenizer, reward_scores
-from rlhfkit.trainers.common import HH_DATA
 
 
 def matmul_gflops(n: int = 2048, repeats: int = 10, dtype: torch.dtype = torch.float32) -> float:

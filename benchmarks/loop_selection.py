@@ -42,14 +42,15 @@ from pathlib import Path
 import torch
 
 from rlhfkit.data import PreferencePair, load_preferences
+from rlhfkit.data.split import HH_DATA, DataConfig, load_split
 from rlhfkit.loop.candidates import member_probs
 from rlhfkit.loop.labeler import SimulatedLabeler, orient_by_gold
 from rlhfkit.loop.labels import preference_pairs
 from rlhfkit.loop.layout import write_jsonl
 from rlhfkit.loop.scoring import RewardScorer
 from rlhfkit.loop.selection import STRATEGIES, CandidatePair, candidate_pairs, select
-from rlhfkit.trainers.common import HH_DATA, DataConfig, load_split, read_summary
 from rlhfkit.trainers.reward import RewardConfig, train_reward
+from rlhfkit.trainers.saving import read_summary
 
 TINY = {
     "pool": 24,

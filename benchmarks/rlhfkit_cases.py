@@ -17,7 +17,8 @@ from pathlib import Path
 import transformers
 from compare_worker import TokenCounter, read_jsonl, worker_result
 
-import rlhfkit.trainers.common as common
+import rlhfkit.trainers.metrics as metrics
+from rlhfkit.data.split import DataConfig
 from rlhfkit.rewards import RewardSpec
 from rlhfkit.trainers.dpo import DPOConfig, train_dpo
 from rlhfkit.trainers.grpo import GRPOConfig, train_grpo
@@ -29,7 +30,7 @@ from rlhfkit.trainers.sft import SFTConfig, train_sft
 
 def _shared(spec: dict) -> dict:
     """Settings every trainer takes: data (no held-out split), output, seed, threads, checkpointing."""
-    data = common.DataConfig(path=spec["rlhfkit_data"], eval_fraction=0.0, split_seed=spec["seed"])
+    data = DataConfig(path=spec["rlhfkit_data"], eval_fraction=0.0, split_seed=spec["seed"])
     return {
         "data": data,
         "output_dir": spec["out_dir"],
@@ -131,13 +132,13 @@ def _instrument(kind: str, counter: TokenCounter, marks: list[tuple[float, int]]
         return model
 
     setattr(module, name, counting_load)
-    log = common.MetricsLog.log
+    log = metrics.MetricsLog.log
 
     def marking_log(self, step, metrics):
         marks.append((time.perf_counter(), counter.total))
         return log(self, step, metrics)
 
-    common.MetricsLog.log = marking_log
+    metrics.MetricsLog.log = marking_log
 
 
 def run(spec: dict, started: float) -> dict:

@@ -26,11 +26,12 @@ from pathlib import Path
 from typing import Literal
 
 from rlhfkit.config import option
+from rlhfkit.data.split import DataConfig
 from rlhfkit.eval.evaluate import EvalConfig, evaluate, format_table
 from rlhfkit.rewards import RewardSpec
-from rlhfkit.trainers.common import DataConfig, read_summary
 from rlhfkit.trainers.ppo import PPOConfig, train_ppo
 from rlhfkit.trainers.reward import RewardConfig, train_reward
+from rlhfkit.trainers.saving import read_summary
 from rlhfkit.trainers.sft import SFTConfig, train_sft
 
 Stage = Literal["sft", "reward", "judge", "ppo", "eval"]

@@ -42,13 +42,15 @@ from tqdm.auto import tqdm
 
 from rlhfkit.config import option
 from rlhfkit.data import load_prompts
+from rlhfkit.data.split import DataConfig, load_split
 from rlhfkit.eval.repetition import distinct_n, repeated_ngram_frac
 from rlhfkit.eval.winrate import length_adjusted_difference, paired_comparison
 from rlhfkit.models.loading import load_policy, load_tokenizer
 from rlhfkit.models.logprobs import response_logprobs
 from rlhfkit.rewards import RewardSpec, build_source, check_reward_specs
 from rlhfkit.rollout.sampling import Sampling, rollout
-from rlhfkit.trainers.common import DataConfig, load_split, setup_torch, write_summary
+from rlhfkit.trainers.runtime import setup_torch
+from rlhfkit.trainers.saving import write_summary
 
 
 @dataclass

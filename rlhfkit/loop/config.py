@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Literal
 
 from rlhfkit.config import option
+from rlhfkit.data.split import DataConfig
 from rlhfkit.eval.evaluate import EvalConfig
 from rlhfkit.feedback.cli import DEFAULT_DB
-from rlhfkit.trainers.common import DataConfig
 from rlhfkit.trainers.dpo import DPOConfig
 from rlhfkit.trainers.grpo import GRPOConfig
 from rlhfkit.trainers.ppo import PPOConfig

@@ -44,6 +44,7 @@ import yaml
 
 from rlhfkit.config import ConfigError, config_to_dict, save_config
 from rlhfkit.data import DataError, load_prompts
+from rlhfkit.data.split import load_split
 from rlhfkit.eval.evaluate import evaluate
 from rlhfkit.loop.candidates import member_probs, sample_candidates, selected_records
 from rlhfkit.loop.config import LoopConfig
@@ -61,8 +62,8 @@ from rlhfkit.loop.stages import (
     round_record,
     write_pairs,
 )
-from rlhfkit.trainers.common import load_split, read_summary
 from rlhfkit.trainers.reward import train_reward
+from rlhfkit.trainers.saving import read_summary
 
 __all__ = ["LoopConfig", "run_loop", "format_records"]
 

@@ -8,6 +8,7 @@ from dataclasses import replace
 from typing import Any
 
 from rlhfkit.data import DataError, PreferencePair, load_preferences
+from rlhfkit.data.split import DataConfig, load_split
 from rlhfkit.eval.evaluate import EvalConfig
 from rlhfkit.loop.config import LoopConfig
 from rlhfkit.loop.labeler import Gold, orient_by_gold
@@ -15,11 +16,11 @@ from rlhfkit.loop.labels import preference_pairs
 from rlhfkit.loop.layout import RoundPaths, RunLayout, read_jsonl, total_time, write_jsonl
 from rlhfkit.loop.scoring import RewardScorer
 from rlhfkit.rewards import RewardSpec
-from rlhfkit.trainers.common import DataConfig, load_split, read_summary
 from rlhfkit.trainers.dpo import DPOConfig, train_dpo
 from rlhfkit.trainers.grpo import GRPOConfig, train_grpo
 from rlhfkit.trainers.ppo import PPOConfig, train_ppo
 from rlhfkit.trainers.reward import RewardConfig
+from rlhfkit.trainers.saving import read_summary
 
 POLICY_TRAINERS = {"ppo": train_ppo, "grpo": train_grpo, "dpo": train_dpo}
 

@@ -41,6 +41,7 @@ from tqdm.auto import tqdm
 from rlhfkit.config import option
 from rlhfkit.data import load_preferences
 from rlhfkit.data.collate import collate_pairs, encode_pair
+from rlhfkit.data.split import DataConfig, load_split
 from rlhfkit.losses.dpo import REFERENCE_FREE, DPOParams, PairLogps, check_params, get_dpo_loss
 from rlhfkit.models.loading import load_policy, load_tokenizer
 from rlhfkit.models.logprobs import sequence_logprobs
@@ -53,22 +54,19 @@ from rlhfkit.models.reference_cache import (
     weights_fingerprint,
 )
 from rlhfkit.trainers.checkpoint import CheckpointConfig, check_finite
-from rlhfkit.trainers.common import (
+from rlhfkit.trainers.metrics import ReportTo
+from rlhfkit.trainers.runtime import (
     BF16_HELP,
-    DataConfig,
-    ReportTo,
-    batches,
     forward_autocast,
     from_main,
-    load_split,
     make_accelerator,
     mean_over_processes,
-    save_trained,
     setup_torch,
     shard,
-    start_training,
     to_device,
 )
+from rlhfkit.trainers.saving import save_trained
+from rlhfkit.trainers.training import batches, start_training
 
 # (2B,) reference log-probs of the pairs ``indices`` whose collated batch is given
 ReferenceFn = Callable[[Sequence[int], dict], torch.Tensor]

@@ -6,10 +6,13 @@ from dataclasses import dataclass
 from typing import Literal
 
 from rlhfkit.config import option
+from rlhfkit.data.split import DataConfig
 from rlhfkit.models.lora import LoRAConfig
 from rlhfkit.rewards import RewardSpec, check_reward_specs
 from rlhfkit.trainers.checkpoint import CheckpointConfig
-from rlhfkit.trainers.common import BF16_HELP, REWARD_NORM_HELP, DataConfig, ReportTo
+from rlhfkit.trainers.metrics import ReportTo
+from rlhfkit.trainers.rl_run import REWARD_NORM_HELP
+from rlhfkit.trainers.runtime import BF16_HELP
 
 
 @dataclass

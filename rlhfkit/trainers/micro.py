@@ -21,7 +21,7 @@ import torch
 from accelerate import Accelerator
 
 from rlhfkit.trainers.checkpoint import check_finite
-from rlhfkit.trainers.common import forward_autocast
+from rlhfkit.trainers.runtime import forward_autocast
 
 LossFn = Callable[[torch.Tensor], tuple[torch.Tensor, dict[str, torch.Tensor]]]
 
@@ -90,7 +90,7 @@ def epoch_updates(
 ) -> None:
     """One pass over the rows in ``order``: a gradient step per ``cfg.mini_batch_size`` rows, each in
     micro-batches of ``cfg.micro_batch_size`` (aggregation ``cfg.loss_aggregation``, clipping at
-    ``cfg.max_grad_norm``; losses under :func:`~rlhfkit.trainers.common.forward_autocast`); every step's
+    ``cfg.max_grad_norm``; losses under :func:`~rlhfkit.trainers.runtime.forward_autocast`); every step's
     loss and metrics are appended to ``stats``."""
 
     def autocast_loss(rows: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

@@ -58,6 +58,7 @@ from rlhfkit.algos import (
 )
 from rlhfkit.config import option
 from rlhfkit.data import Prompt, load_prompts
+from rlhfkit.data.split import DataConfig, load_split
 from rlhfkit.losses import kl_estimate, masked_mean, ppo_policy_loss, ppo_value_loss
 from rlhfkit.models.loading import load_reward_model
 from rlhfkit.models.logprobs import TokenOutputs, response_logprobs
@@ -68,21 +69,19 @@ from rlhfkit.rewards import CombinedReward, FunctionReward, ModelReward
 from rlhfkit.rollout.sampling import Sampling, rollout
 from rlhfkit.trainers import rl_run
 from rlhfkit.trainers.checkpoint import CheckpointConfig, Checkpointer, check_finite
-from rlhfkit.trainers.common import (
+from rlhfkit.trainers.metrics import ReportTo
+from rlhfkit.trainers.rl_run import REWARD_NORM_HELP
+from rlhfkit.trainers.runtime import (
     BF16_HELP,
-    REWARD_NORM_HELP,
-    DataConfig,
-    ReportTo,
     forward_autocast,
-    load_split,
     make_accelerator,
-    make_optimizer,
     mean_over_processes,
     sampling_generator,
     setup_torch,
     shard,
     to_device,
 )
+from rlhfkit.trainers.training import make_optimizer
 
 RewardFn = Callable[[list[Prompt], list[str]], list[float]]
 

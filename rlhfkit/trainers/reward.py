@@ -27,27 +27,25 @@ from tqdm.auto import tqdm
 
 from rlhfkit.config import option
 from rlhfkit.data import PreferencePair, join_prompt_response, load_preferences
+from rlhfkit.data.split import DataConfig, load_split
 from rlhfkit.losses import bradley_terry_loss
 from rlhfkit.models.loading import load_reward_model
 from rlhfkit.models.lora import LoRAConfig, merge_lora, prepare_trainable
 from rlhfkit.models.packing import can_pack, length_groups
 from rlhfkit.models.reward import load_reward_tokenizer, normalize_reward_head, reward_scores, score_texts
 from rlhfkit.trainers.checkpoint import CheckpointConfig, check_finite
-from rlhfkit.trainers.common import (
+from rlhfkit.trainers.metrics import ReportTo
+from rlhfkit.trainers.runtime import (
     BF16_HELP,
-    DataConfig,
-    ReportTo,
-    batches,
     forward_autocast,
     from_main,
-    load_split,
     make_accelerator,
     mean_over_processes,
-    save_trained,
     setup_torch,
     shard,
-    start_training,
 )
+from rlhfkit.trainers.saving import save_trained
+from rlhfkit.trainers.training import batches, start_training
 
 
 @dataclass
@@ -121,7 +119,7 @@ def reward_step(
     autocast: Callable[[], AbstractContextManager] = nullcontext,
 ) -> dict[str, torch.Tensor]:
     """Bradley-Terry loss of ``pairs``, its gradients accumulated through ``backward(loss)``; the forward
-    passes run under ``autocast()`` (:func:`~rlhfkit.trainers.common.forward_autocast`), the backward
+    passes run under ``autocast()`` (:func:`~rlhfkit.trainers.runtime.forward_autocast`), the backward
     passes outside it.
 
     The pairs go through the model in micro-batches of similar length holding at most

@@ -21,27 +21,32 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from rlhfkit.data import Prompt, load_prompts
+from rlhfkit.data.split import load_split
 from rlhfkit.models.loading import load_policy, load_tokenizer
 from rlhfkit.models.lora import is_lora, needs_reference_copy, prepare_trainable, reference_of
 from rlhfkit.rewards import CombinedReward, build_reward
 from rlhfkit.rewards.combined import RewardBatch
 from rlhfkit.rollout.sampling import Rollout, Sampling, rollout
 from rlhfkit.trainers.checkpoint import Checkpointer, check_finite
-from rlhfkit.trainers.common import (
-    MetricsLog,
-    batches,
+from rlhfkit.trainers.metrics import MetricsLog
+from rlhfkit.trainers.runtime import (
     forward_autocast,
     from_main,
     generator_states,
-    load_split,
     make_accelerator,
-    make_optimizer,
     mean_over_processes,
     restore_generator,
     sampling_generator,
-    save_trained,
     setup_torch,
     shard,
+)
+from rlhfkit.trainers.saving import save_trained
+from rlhfkit.trainers.training import batches, make_optimizer
+
+REWARD_NORM_HELP = (
+    "reference responses to training prompts, sampled before training, that set the reward's gain and "
+    "bias so that they score mean 0, std 1 (Ziegler et al. 2019); kl_coef and missing_eos_penalty are "
+    "then in units of that std; 0: the raw reward"
 )
 
 

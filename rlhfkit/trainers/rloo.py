@@ -49,9 +49,9 @@ from rlhfkit.losses import masked_mean, rloo_loss
 from rlhfkit.models.logprobs import response_logprobs
 from rlhfkit.models.lora import reference_of
 from rlhfkit.trainers import rl_run
-from rlhfkit.trainers.common import forward_autocast, mean_over_processes
 from rlhfkit.trainers.group_config import GroupRLConfig
 from rlhfkit.trainers.micro import epoch_updates
+from rlhfkit.trainers.runtime import forward_autocast, mean_over_processes
 
 
 @dataclass

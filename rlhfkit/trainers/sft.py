@@ -19,26 +19,24 @@ from tqdm.auto import tqdm
 from rlhfkit.config import option
 from rlhfkit.data import load_sft
 from rlhfkit.data.collate import collate_sft, encode_sft
+from rlhfkit.data.split import DataConfig, load_split
 from rlhfkit.losses import sft_loss
 from rlhfkit.models.loading import load_policy, load_tokenizer
 from rlhfkit.models.logprobs import next_token_logprobs
 from rlhfkit.models.lora import LoRAConfig, prepare_trainable
 from rlhfkit.trainers.checkpoint import CheckpointConfig, check_finite
-from rlhfkit.trainers.common import (
+from rlhfkit.trainers.metrics import ReportTo
+from rlhfkit.trainers.runtime import (
     BF16_HELP,
-    DataConfig,
-    ReportTo,
-    batches,
     forward_autocast,
     from_main,
-    load_split,
     make_accelerator,
-    save_trained,
     setup_torch,
     shard,
-    start_training,
     to_device,
 )
+from rlhfkit.trainers.saving import save_trained
+from rlhfkit.trainers.training import batches, start_training
 
 
 @dataclass

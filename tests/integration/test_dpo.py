@@ -13,13 +13,13 @@ from rlhfkit import cli
 from rlhfkit.config import ConfigError, load_config
 from rlhfkit.data import PreferencePair
 from rlhfkit.data.collate import collate_pairs, encode_pair
+from rlhfkit.data.split import DataConfig
 from rlhfkit.eval.evaluate import EvalConfig, evaluate
 from rlhfkit.models.loading import load_policy, load_tokenizer
 from rlhfkit.models.logprobs import sequence_logprobs
 from rlhfkit.models.lora import LoRAConfig
 from rlhfkit.rewards import RewardSpec
 from rlhfkit.trainers import dpo
-from rlhfkit.trainers.common import DataConfig
 from rlhfkit.trainers.dpo import DPOConfig, train_dpo
 
 STEP_KEYS = {

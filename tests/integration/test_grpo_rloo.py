@@ -13,11 +13,11 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from rlhfkit.cli import main
+from rlhfkit.data.split import DataConfig
 from rlhfkit.eval.evaluate import EvalConfig, evaluate
 from rlhfkit.rewards import RewardSpec
 from rlhfkit.rewards.combined import CombinedReward
 from rlhfkit.trainers import rl_run
-from rlhfkit.trainers.common import DataConfig
 from rlhfkit.trainers.grpo import GRPOConfig, train_grpo
 from rlhfkit.trainers.rloo import RLOOConfig, train_rloo
 

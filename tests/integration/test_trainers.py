@@ -10,11 +10,11 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
+from rlhfkit.data.split import DataConfig
 from rlhfkit.eval.evaluate import EvalConfig, evaluate
 from rlhfkit.models.value import ValueModel
 from rlhfkit.rewards import RewardSpec
 from rlhfkit.trainers import ppo, reward, sft
-from rlhfkit.trainers.common import DataConfig
 from rlhfkit.trainers.ppo import PPOConfig, train_ppo
 from rlhfkit.trainers.reward import RewardConfig, train_reward
 from rlhfkit.trainers.sft import SFTConfig, train_sft
