@@ -35,7 +35,7 @@ from pathlib import Path
 
 import httpx
 
-from rlhfkit.feedback.items import ItemRecord, ResponseRecord
+from rlhfkit.data.items import ItemRecord, ResponseRecord
 from rlhfkit.feedback.store import Store
 
 HOST = "127.0.0.1"

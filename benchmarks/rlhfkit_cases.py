@@ -20,6 +20,7 @@ from compare_worker import TokenCounter, read_jsonl, worker_result
 import rlhfkit.trainers.metrics as metrics
 from rlhfkit.data.split import DataConfig
 from rlhfkit.rewards import RewardSpec
+from rlhfkit.rollout.config import SamplingConfig
 from rlhfkit.trainers.dpo import DPOConfig, train_dpo
 from rlhfkit.trainers.grpo import GRPOConfig, train_grpo
 from rlhfkit.trainers.ppo import PPOConfig, train_ppo
@@ -61,9 +62,11 @@ def _rollouts(spec: dict) -> dict:
         "policy": spec["model"],
         "steps": spec["steps"],
         "batch_size": spec["batch_size"],
-        "max_prompt_length": spec["max_prompt_length"],
-        "max_new_tokens": spec["max_new_tokens"],
-        "temperature": spec["temperature"],
+        "sampling": SamplingConfig(
+            max_prompt_length=spec["max_prompt_length"],
+            max_new_tokens=spec["max_new_tokens"],
+            temperature=spec["temperature"],
+        ),
         "lr": spec["lr"],
         "kl_coef": spec["beta"],
         "missing_eos_penalty": 0.0,

@@ -71,6 +71,10 @@ COMMANDS = {
         "win rate, score and KL of tuned policies against a baseline",
         "rlhfkit.eval.evaluate:EvalConfig:evaluate",
     ),
+    "generate": Command(
+        "sample K responses per prompt from a policy, as items for `rlhfkit annotate load`",
+        "rlhfkit.rollout.items:GenerateConfig:generate",
+    ),
     "pipeline": Command(
         "the whole loop: SFT -> reward -> PPO -> eval", "rlhfkit.pipeline:PipelineConfig:run_pipeline"
     ),
@@ -93,11 +97,12 @@ EXAMPLES = """examples:
   rlhfkit grpo configs/hh-grpo.yaml steps=2              # GRPO on the demo's SFT policy
   rlhfkit ppo --help                                    # every key of a stage, with defaults
   rlhfkit report runs/hh-demo                           # writes runs/hh-demo/report.html
+  rlhfkit generate policy=runs/hh-demo/sft prompts=prompts.jsonl output=runs/items.jsonl
 """
 
 
 OOM_ADVICE = (
-    "Lower batch_size (or mini_batch_size), max_length / max_prompt_length / max_new_tokens, or "
+    "Lower batch_size (or mini_batch_size), max_length / max_prompt_length / sampling.max_new_tokens, or "
     "eval_batch_size; use LoRA (lora.r=8) or gradient_checkpointing=true; for DPO reference=precomputed; "
     "on a GPU try bf16=true."
 )
@@ -126,7 +131,7 @@ def _add_command(sub, name: str, command: Command) -> None:
     )
     if name == "pipeline":
         parser.add_argument("--force", action="store_true", help="re-run stages that already finished")
-    elif name not in ("eval", "loop"):  # the loop always resumes at its last finished stage
+    elif name not in ("eval", "loop", "generate"):  # the loop always resumes at its last finished stage
         parser.add_argument(
             "--resume",
             action="store_true",
@@ -154,8 +159,8 @@ def _load(command: Command, args: argparse.Namespace):
     if config and "=" in config:  # no YAML file: the first argument is an override
         overrides.insert(0, config)
         config = None
-    if args.skip_invalid:
-        overrides.append("data.skip_invalid=true")
+    if args.skip_invalid:  # `generate` reads a prompts file, not a data section
+        overrides.append("skip_invalid=true" if args.command == "generate" else "data.skip_invalid=true")
     if getattr(args, "force", False):
         overrides.append("force=true")
     if getattr(args, "resume", False):

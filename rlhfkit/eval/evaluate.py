@@ -36,6 +36,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 from tqdm.auto import tqdm
@@ -44,11 +45,12 @@ from rlhfkit.config import option
 from rlhfkit.data import load_prompts
 from rlhfkit.data.split import DataConfig, load_split
 from rlhfkit.eval.repetition import distinct_n, repeated_ngram_frac
-from rlhfkit.eval.winrate import length_adjusted_difference, paired_comparison
 from rlhfkit.models.loading import load_policy, load_tokenizer
 from rlhfkit.models.logprobs import response_logprobs
 from rlhfkit.rewards import RewardSpec, build_source, check_reward_specs
-from rlhfkit.rollout.sampling import Sampling, rollout
+from rlhfkit.rollout.config import SAMPLING_RENAMED_KEYS, SamplingConfig
+from rlhfkit.rollout.sampling import rollout
+from rlhfkit.stats import length_adjusted_difference, paired_comparison
 from rlhfkit.trainers.runtime import setup_torch
 from rlhfkit.trainers.saving import write_summary
 
@@ -56,6 +58,8 @@ from rlhfkit.trainers.saving import write_summary
 @dataclass
 class EvalConfig:
     """Compare policies on held-out prompts under one or more judges."""
+
+    renamed_keys: ClassVar[dict[str, str]] = SAMPLING_RENAMED_KEYS
 
     baseline: str = option("runs/sft", "the policy to beat (usually the SFT model)")
     policies: list[str] = option(["runs/ppo"], "tuned policies, each compared with the baseline")
@@ -72,11 +76,9 @@ class EvalConfig:
         1, "responses sampled per prompt and policy (intervals are over prompts)"
     )
     use_chat_template: bool = option(True, "render prompts with the policy tokenizer's chat template")
-    max_prompt_length: int = option(128, "prompt tokens kept (from the end)")
-    max_new_tokens: int = option(48, "response tokens sampled at most")
-    temperature: float = option(0.7, "sampling temperature (> 0: KL is estimated on samples)")
-    top_k: int = option(0, "sample among the k most likely tokens (0: all)")
-    top_p: float = option(1.0, "nucleus sampling mass")
+    sampling: SamplingConfig = option(
+        SamplingConfig, "how responses are sampled (temperature > 0: KL is estimated on samples)"
+    )
     batch_size: int = option(16, "prompts per generation batch")
     reward_max_length: int = option(256, "reward model tokens per dialogue (cut from the left)")
     n_boot: int = option(2000, "bootstrap resamples for the intervals")
@@ -85,8 +87,8 @@ class EvalConfig:
     threads: int | None = option(None, "CPU threads (default: all cores)")
 
     def __post_init__(self):
-        if self.temperature <= 0:
-            raise ValueError("temperature must be > 0: KL to the reference is estimated on samples")
+        if self.sampling.temperature <= 0:
+            raise ValueError("sampling.temperature must be > 0: KL to the reference is estimated on samples")
         if self.samples_per_prompt < 1:
             raise ValueError("samples_per_prompt must be >= 1")
         if self.num_prompts is not None and self.num_prompts < 1:
@@ -111,10 +113,18 @@ def _sample(cfg: EvalConfig, path: str, prompts: list, reference) -> dict:
     for start in tqdm(range(0, len(repeated), cfg.batch_size), desc=f"eval {_name(path)}", unit="batch"):
         batch = repeated[start : start + cfg.batch_size]
         # the policy's logprobs come from the sampler itself: only the reference needs a forward
-        ro = rollout(policy, tokenizer, batch, Sampling.of(cfg), generator, with_logprobs=True)
+        ro = rollout(
+            policy,
+            tokenizer,
+            batch,
+            cfg.sampling,
+            use_chat_template=cfg.use_chat_template,
+            generator=generator,
+            with_logprobs=True,
+        )
         seqs = (ro.query_ids, ro.query_mask, ro.response_ids, ro.response_mask)
         with torch.no_grad():
-            ref_logp = response_logprobs(reference, *seqs, temperature=cfg.temperature).logprobs
+            ref_logp = response_logprobs(reference, *seqs, temperature=cfg.sampling.temperature).logprobs
         kls.append(((ro.logprobs - ref_logp) * ro.response_mask).sum(1))
         texts += ro.response_texts
         reward_prompts += ro.prompts

@@ -34,7 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rlhfkit.feedback.agreement import pairwise_agreement, wilson_interval
+from rlhfkit.stats import pairwise_agreement, wilson_interval
 
 LABELS = ("a", "b", "tie", "both_bad")
 ROUND_PARTS = ("candidates.jsonl", "selected.jsonl", "labels.jsonl", "reward", "policy", "eval")

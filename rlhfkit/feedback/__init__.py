@@ -3,9 +3,8 @@ pairs for ``rlhfkit reward`` and ``rlhfkit dpo``.
 
 Modules, in the order data flows:
 
-    items.py       item records (a prompt with K >= 2 responses) and reading them from JSONL
-    generate.py    items sampled from a policy with the rollout code (the only place torch is used,
-                   imported lazily)
+    (items arrive as item records, rlhfkit.data.items: from JSONL, from `rlhfkit generate`, which
+    samples them with the rollout code outside this package, or from the loop)
     tables.py      the SQLAlchemy tables; db.py: engines, Alembic migrations, the schema version
     store.py       projects, annotators, items, reading labels back; queue.py: claim, submit, skip
     judgements.py  labels (A/B better, tie, both bad, rankings), strengths, pairwise outcomes
@@ -14,8 +13,8 @@ Modules, in the order data flows:
     export.py      majority-vote preference pairs (TRL JSONL) and raw records
     cli.py         ``rlhfkit annotate ...``
 
-Nothing here imports torch. The names below are imported on first use, so ``import rlhfkit.feedback``
-stays cheap.
+Nothing here imports torch, transformers, the models or the rollout code. The names below are imported
+on first use, so ``import rlhfkit.feedback`` stays cheap.
 """
 
 from __future__ import annotations
@@ -25,9 +24,9 @@ import importlib
 _EXPORTS = {
     "Store": "rlhfkit.feedback.store",
     "create_app": "rlhfkit.feedback.api",
-    "ItemRecord": "rlhfkit.feedback.items",
-    "ResponseRecord": "rlhfkit.feedback.items",
-    "read_items": "rlhfkit.feedback.items",
+    "ItemRecord": "rlhfkit.data.items",
+    "ResponseRecord": "rlhfkit.data.items",
+    "read_items": "rlhfkit.data.items",
     "Judgement": "rlhfkit.feedback.judgements",
     "majority_pairs": "rlhfkit.feedback.export",
     "project_stats": "rlhfkit.feedback.agreement",

@@ -4,34 +4,20 @@ The unit of analysis is one pair of responses of one item, ``(item, i, j)`` with
 each annotation gives every pair of its item one nominal value: ``">"``, ``"<"``, ``"tie"`` or
 ``"both_bad"`` (`judgements.pair_outcomes`). A K-way ranking thus counts as K(K-1)/2 pairs.
 
-- **Pairwise agreement**: over every unit and every two annotators who both labelled it, the share that
-  gave the same value. Per annotator: over the pairs that include them.
-- **Krippendorff's alpha** (nominal; Krippendorff 2011, "Computing Krippendorff's Alpha-Reliability"),
-  over units with at least two values::
-
-      alpha = 1 - D_o / D_e
-      D_o = 1/n * sum_u 1/(m_u - 1) * sum_{a != b in u} [v_ua != v_ub]     (observed disagreement)
-      D_e = 1/(n (n - 1)) * sum_{c != k} n_c n_k                          (expected by chance)
-
-  with m_u the values in unit u, n = sum_u m_u, n_c the number of values equal to c. D_o is the mean,
-  over every value, of the share of the other values in its unit that differ from it. Per annotator,
-  D_o is that mean over the annotator's own values only, and D_e is the project's: alpha_a < alpha
-  says the annotator disagrees with the others more than the average annotator does. Alpha is None
-  when it is undefined (no unit with two values, or every value the same).
+- **Pairwise agreement** and **Krippendorff's alpha** (nominal), overall and per annotator, as
+  :mod:`rlhfkit.stats` defines them.
 - **Position bias**: over every strict pairwise judgement, the share in which the response shown further
   left won (0.5 means none), with a 95% Wilson interval.
 """
 
 from __future__ import annotations
 
-import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 
 from rlhfkit.feedback.judgements import left_won, pair_outcomes
 from rlhfkit.feedback.views import AnnotationView, ItemView, SkipView
-
-Units = Mapping[tuple, Mapping[str, str]]  # unit -> {annotator: value}
+from rlhfkit.stats import krippendorff_alpha, pairwise_agreement, wilson_interval
 
 
 def units_of(annotations: Iterable[AnnotationView], k_of: Mapping[int, int]) -> dict[tuple, dict[str, str]]:
@@ -41,55 +27,6 @@ def units_of(annotations: Iterable[AnnotationView], k_of: Mapping[int, int]) -> 
         for (i, j), value in pair_outcomes(a.label, a.ranking, k_of[a.item_id]).items():
             units[(a.item_id, i, j)][a.annotator] = value
     return dict(units)
-
-
-def pairwise_agreement(units: Units) -> tuple[float | None, dict[str, float | None]]:
-    """``(overall, {annotator: theirs})``: shares of agreeing annotator pairs (None where there are none)."""
-    agree = total = 0
-    mine: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    for values in units.values():
-        people = sorted(values)
-        for x in range(len(people)):
-            for y in range(x + 1, len(people)):
-                same = int(values[people[x]] == values[people[y]])
-                agree, total = agree + same, total + 1
-                for who in (people[x], people[y]):
-                    mine[who][0] += same
-                    mine[who][1] += 1
-    per = {who: a / t for who, (a, t) in mine.items()}
-    return (agree / total if total else None), per
-
-
-def krippendorff_alpha(units: Units) -> tuple[float | None, dict[str, float | None]]:
-    """``(alpha, {annotator: alpha_a})``, nominal, as defined in the module docstring."""
-    counts: Counter[str] = Counter()
-    disagreement: dict[str, list[float]] = defaultdict(list)  # annotator -> D for each of their values
-    for values in units.values():
-        m = len(values)
-        if m < 2:
-            continue
-        counts.update(values.values())
-        for who, v in values.items():
-            others = sum(1 for w, u in values.items() if w != who and u != v)
-            disagreement[who].append(others / (m - 1))
-    n = sum(counts.values())
-    chance = sum(counts[c] * counts[k] for c in counts for k in counts if c != k)
-    if n < 2 or chance == 0:
-        return None, {who: None for who in disagreement}
-    expected = chance / (n * (n - 1))
-    observed = sum(sum(d) for d in disagreement.values()) / n
-    per = {who: 1 - (sum(d) / len(d)) / expected for who, d in disagreement.items()}
-    return 1 - observed / expected, per
-
-
-def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float] | None:
-    """The Wilson score interval of a proportion (95% for z = 1.96); None when n = 0."""
-    if n == 0:
-        return None
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def position_bias(annotations: Iterable[AnnotationView]) -> dict:

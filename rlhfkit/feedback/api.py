@@ -52,10 +52,10 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from rlhfkit.data.hh import hh_to_messages
+from rlhfkit.data.items import InvalidItem, parse_item, text_problem
 from rlhfkit.feedback.agreement import project_stats
 from rlhfkit.feedback.db import HEAD
 from rlhfkit.feedback.export import FORMATS, majority_pairs, raw_records
-from rlhfkit.feedback.items import InvalidItem, parse_item, text_problem
 from rlhfkit.feedback.judgements import LETTERS, InvalidJudgement, Judgement
 from rlhfkit.feedback.store import Store
 from rlhfkit.feedback.views import Busy, Conflict, NotFound, Principal, Task

@@ -19,7 +19,8 @@ EPILOG = """the loop:
   rlhfkit annotate init                                  # schema + admin token
   rlhfkit annotate create-project demo --guidelines guidelines.md --overlap 2
   rlhfkit annotate add-annotator --project demo alice bob
-  rlhfkit annotate generate --project demo --model runs/hh-demo/sft --prompts prompts.jsonl -k 2
+  rlhfkit generate policy=runs/hh-demo/sft prompts=prompts.jsonl k=2 output=runs/items.jsonl
+  rlhfkit annotate load --project demo runs/items.jsonl   # the sampled items (or your own JSONL)
   rlhfkit annotate serve --port 8000                     # annotators open the links printed above
   rlhfkit annotate rotate-token --project demo alice     # a new token; the old one stops working
   rlhfkit annotate deactivate --project demo bob         # bob's token is refused, his held items released
@@ -80,23 +81,6 @@ def add_annotate_parser(sub: argparse._SubParsersAction) -> None:
 
     p = add("load", "load items (prompt + K responses) from a JSONL file; all or nothing", project)
     p.add_argument("path", type=Path)
-
-    p = add("generate", "sample K responses per prompt from a policy and load them as items", project)
-    p.add_argument("--model", required=True, help="policy: a folder, a built-in name or a hub id")
-    p.add_argument(
-        "--prompts", required=True, type=Path, help="prompts file ({prompt} or preference records)"
-    )
-    p.add_argument("-k", type=int, default=2, help="responses per prompt (default 2)")
-    p.add_argument("--max-new-tokens", type=int, default=128)
-    p.add_argument("--temperature", type=float, default=0.8)
-    p.add_argument("--top-k", type=int, default=0)
-    p.add_argument("--top-p", type=float, default=1.0)
-    p.add_argument("--max-prompt-length", type=int, default=512)
-    p.add_argument("--no-chat-template", action="store_true", help="feed prompts as raw text")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=int, default=8, help="prompts per sampling batch")
-    p.add_argument("--limit", type=int, help="use only the first N prompts")
-    p.add_argument("--skip-invalid", action="store_true", help="count and report bad prompt records")
 
     p = add("serve", "serve the labelling page and the API")
     p.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1; 0.0.0.0 for the LAN)")
@@ -222,34 +206,12 @@ def _set_active(active: bool):
 
 
 def _load(args: argparse.Namespace) -> int:
-    from rlhfkit.feedback.items import read_items
+    from rlhfkit.data.items import read_items
 
     store = _open(args)
     store.project(args.project)  # fail before reading the file
     added, existing = store.load_items(args.project, read_items(args.path))
     print(f"{args.path}: {added} items added to {args.project!r}, {existing} already there")
-    return 0
-
-
-def _generate(args: argparse.Namespace) -> int:
-    from rlhfkit.feedback.generate import SamplingSettings, generate_items
-
-    store = _open(args)
-    store.project(args.project)
-    settings = SamplingSettings(
-        args.max_new_tokens,
-        args.temperature,
-        args.top_k,
-        args.top_p,
-        args.max_prompt_length,
-        not args.no_chat_template,
-        args.seed,
-    )
-    items = generate_items(
-        args.model, args.prompts, args.k, settings, args.batch_size, args.limit, args.skip_invalid
-    )
-    added, existing = store.load_items(args.project, items, batch=args.batch_size)
-    print(f"sampled {args.k} responses per prompt from {args.model}: {added} items added, {existing} there")
     return 0
 
 
@@ -338,7 +300,6 @@ _COMMANDS = {
     "deactivate": _set_active(False),
     "reactivate": _set_active(True),
     "load": _load,
-    "generate": _generate,
     "serve": _serve,
     "export": _export,
     "stats": _stats,

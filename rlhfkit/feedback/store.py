@@ -16,8 +16,8 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from rlhfkit.data.items import ItemRecord, ResponseRecord
 from rlhfkit.feedback.db import check_schema, make_engine, upgrade
-from rlhfkit.feedback.items import ItemRecord, ResponseRecord
 from rlhfkit.feedback.queue import DEFAULT_LEASE, Queue, release
 from rlhfkit.feedback.tables import (
     PENDING,

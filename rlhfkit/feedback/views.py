@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from rlhfkit.feedback.items import ResponseRecord
+from rlhfkit.data.items import ResponseRecord
 
 
 class FeedbackError(Exception):

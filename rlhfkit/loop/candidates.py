@@ -18,7 +18,7 @@ from rlhfkit.loop.config import CandidatesConfig
 from rlhfkit.loop.scoring import RewardScorer
 from rlhfkit.loop.selection import CandidatePair, Selection, pair_rewards, preference_probs
 from rlhfkit.models.loading import load_policy, load_tokenizer
-from rlhfkit.rollout.sampling import Sampling, rollout
+from rlhfkit.rollout.sampling import rollout
 
 
 def sample_candidates(policy: str, prompts: list[Prompt], cfg: CandidatesConfig, seed: int) -> list[dict]:
@@ -30,7 +30,14 @@ def sample_candidates(policy: str, prompts: list[Prompt], cfg: CandidatesConfig,
     out = []
     for start in range(0, len(prompts), cfg.batch_size):
         batch = prompts[start : start + cfg.batch_size]
-        ro = rollout(model, tokenizer, [p for p in batch for _ in range(cfg.k)], Sampling.of(cfg), generator)
+        ro = rollout(
+            model,
+            tokenizer,
+            [p for p in batch for _ in range(cfg.k)],
+            cfg.sampling,
+            use_chat_template=cfg.use_chat_template,
+            generator=generator,
+        )
         for b, prompt in enumerate(batch):
             rows = range(b * cfg.k, (b + 1) * cfg.k)
             out.append(

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from rlhfkit.config import option
 from rlhfkit.data.split import DataConfig
 from rlhfkit.eval.evaluate import EvalConfig
 from rlhfkit.feedback.cli import DEFAULT_DB
+from rlhfkit.rollout.config import SAMPLING_RENAMED_KEYS, SamplingConfig
 from rlhfkit.trainers.dpo import DPOConfig
 from rlhfkit.trainers.grpo import GRPOConfig
 from rlhfkit.trainers.ppo import PPOConfig
@@ -25,13 +26,14 @@ Strategy = Literal["random", "uncertainty", "ensemble"]
 class CandidatesConfig:
     """Sampling the K candidate responses per prompt that pairs are selected from."""
 
+    renamed_keys: ClassVar[dict[str, str]] = SAMPLING_RENAMED_KEYS
+
     prompts_per_round: int = option(16, "fresh training prompts per round (rounds never share prompts)")
     k: int = option(4, "K responses sampled per prompt: K(K-1)/2 candidate pairs each")
-    max_prompt_length: int = option(128, "prompt tokens kept (from the end)")
-    max_new_tokens: int = option(48, "response tokens sampled at most")
-    temperature: float = option(0.9, "sampling temperature (> 0, or the K samples would be equal)")
-    top_k: int = option(0, "sample among the k most likely tokens (0: all)")
-    top_p: float = option(1.0, "nucleus sampling mass")
+    sampling: SamplingConfig = option(
+        SamplingConfig(temperature=0.9),
+        "how the candidates are sampled (temperature > 0, or the K samples would be equal)",
+    )
     use_chat_template: bool = option(True, "render prompts with the policy tokenizer's chat template")
     batch_size: int = option(8, "prompts per sampling batch (each repeated K times)")
     dtype: str = option("float32", "float32, bfloat16 or float16")
@@ -41,8 +43,10 @@ class CandidatesConfig:
             raise ValueError(f"k must be >= 2 to make pairs, got {self.k}")
         if self.prompts_per_round < 1 or self.batch_size < 1:
             raise ValueError("prompts_per_round and batch_size must be >= 1")
-        if self.temperature <= 0:
-            raise ValueError("temperature must be > 0: greedy decoding would give K identical responses")
+        if self.sampling.temperature <= 0:
+            raise ValueError(
+                "sampling.temperature must be > 0: greedy decoding would give K identical responses"
+            )
 
 
 @dataclass

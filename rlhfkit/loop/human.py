@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rlhfkit.feedback.items import ItemRecord, ResponseRecord
+from rlhfkit.data.items import ItemRecord, ResponseRecord
 from rlhfkit.feedback.judgements import pair_outcomes
 from rlhfkit.feedback.store import NotFound, Store
 from rlhfkit.feedback.views import ProjectInfo

@@ -217,7 +217,10 @@ def _select(cfg: LoopConfig, layout: RunLayout, r: int) -> None:
     candidates = read_jsonl(paths.candidates)
     pairs = candidate_pairs([c["responses"] for c in candidates])
     if not pairs:
-        reason = "every pair of responses is identical or has an empty response; raise candidates.temperature"
+        reason = (
+            "every pair of responses is identical or has an empty response; "
+            "raise candidates.sampling.temperature"
+        )
         raise DataError(str(paths.candidates), None, "responses", reason)
     members = _selectors(cfg, layout, r) if MIN_MEMBERS[cfg.strategy] else []
     strategy = cfg.strategy if len(members) >= MIN_MEMBERS[cfg.strategy] else "random"

@@ -10,6 +10,9 @@ with PPO", detail 1): RL needs the same logprobs in rollout and training passes.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -110,9 +113,11 @@ def load_reward_model(
 ) -> PreTrainedModel:
     """A sequence classifier with one label: backbone + scalar head; its logit is the reward.
 
-    A causal LM or an encoder folder gets a freshly initialised head. ``causal=True`` loads it with a
-    causal attention mask (``is_decoder``) so that the state at token t sees tokens <= t only: that is
-    how a value model is initialised from a reward model (see :class:`rlhfkit.models.value.ValueModel`).
+    A causal LM or an encoder folder gets a freshly initialised head, announced in one ``[rlhfkit]`` line
+    instead of transformers' load report; that report still appears when anything besides the head is
+    missing, left over or of the wrong shape. ``causal=True`` loads it with a causal attention mask
+    (``is_decoder``) so that the state at token t sees tokens <= t only: that is how a value model is
+    initialised from a reward model (see :class:`rlhfkit.models.value.ValueModel`).
 
     Raises:
         ModelNotFoundError: see :func:`resolve_model`.
@@ -125,8 +130,93 @@ def load_reward_model(
     if config.pad_token_id is None:
         tokenizer = load_tokenizer(path)
         config.pad_token_id = tokenizer.pad_token_id
-    model = AutoModelForSequenceClassification.from_pretrained(path, config=config, dtype=DTYPES[dtype])
+    with _load_report_held() as held:
+        model, info = AutoModelForSequenceClassification.from_pretrained(
+            path, config=config, dtype=DTYPES[dtype], output_loading_info=True
+        )
+        fresh = _fresh_head(model, info)
+        if fresh is None:  # not (only) a fresh head: transformers' report says what is amiss
+            held.release()
+    if fresh is not None:
+        print(f"[rlhfkit] {_fresh_head_line(name, *fresh, trainable, causal)}", flush=True)
     return _finish(model, trainable)
+
+
+_LOAD_REPORT_LOGGER = "transformers.modeling_utils"  # where from_pretrained logs its LOAD REPORT
+
+
+class _HeldLoadReport(logging.Filter):
+    """Holds back the load report ``from_pretrained`` logs (only it); :meth:`release` logs it after all."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "LOAD REPORT" in record.getMessage():
+            self.records.append(record)
+            return False
+        return True
+
+    def release(self) -> None:
+        logger = logging.getLogger(_LOAD_REPORT_LOGGER)
+        logger.removeFilter(self)
+        for record in self.records:
+            logger.handle(record)
+        self.records.clear()
+
+
+@contextmanager
+def _load_report_held() -> Iterator[_HeldLoadReport]:
+    """Within the block transformers' load report is held back; it is dropped at the end unless released,
+    and released when the block raises (a size mismatch, say, whose error points at the report)."""
+    held = _HeldLoadReport()
+    logger = logging.getLogger(_LOAD_REPORT_LOGGER)
+    logger.addFilter(held)
+    try:
+        yield held
+    except BaseException:
+        held.release()
+        raise
+    finally:
+        logger.removeFilter(held)
+
+
+def _fresh_head(model: PreTrainedModel, info: dict) -> tuple[list[str], list[str]] | None:
+    """From ``from_pretrained``'s loading info, when the checkpoint lacked exactly the model's head (every
+    parameter outside the backbone, e.g. ``score``) and nothing else of the backbone: the head's modules,
+    initialised at random, and the checkpoint's modules outside the backbone that went unused (a causal
+    LM's ``lm_head``). None otherwise: nothing amiss, or more than the expected fresh head."""
+    if not model.base_model_prefix:
+        return None
+    backbone = f"{model.base_model_prefix}."
+    missing, unexpected = set(info["missing_keys"]), set(info["unexpected_keys"])
+    heads = {name for name, _ in model.named_parameters() if not name.startswith(backbone)}
+    if not missing or missing != heads or info["mismatched_keys"]:
+        return None
+    if any(key.startswith(backbone) for key in unexpected):
+        return None
+    return _modules(missing), _modules(unexpected)
+
+
+def _modules(keys: set[str]) -> list[str]:
+    """The top-level modules of parameter names: ``{"score.weight"}`` -> ``["score"]``."""
+    return sorted({key.split(".")[0] for key in keys})
+
+
+def _fresh_head_line(
+    name: str | Path, fresh: list[str], unused: list[str], trainable: bool, causal: bool
+) -> str:
+    """The one line that replaces transformers' load report when the only news is a fresh scalar head."""
+    what = "value head" if causal else "reward head"
+    line = f"{what}: a new scalar head ({', '.join(fresh)}) on {name}, initialised at random"
+    if unused:
+        line += f" (the checkpoint's {', '.join(unused)} is not used)"
+    if causal:
+        return line + "; PPO trains it as the value function"
+    if not trainable:
+        return line + ", so its scores mean nothing yet; train it with rlhfkit reward"
+    return line + "; train it with rlhfkit reward"
 
 
 def _finish(model: PreTrainedModel, trainable: bool) -> PreTrainedModel:

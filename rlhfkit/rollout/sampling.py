@@ -13,8 +13,7 @@ which responses never ended, so a trainer can penalise them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -22,6 +21,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from rlhfkit.data.collate import encode_prompts
 from rlhfkit.data.hh import join_prompt_response
 from rlhfkit.data.records import Prompt
+from rlhfkit.rollout.config import SamplingConfig
 
 
 @dataclass
@@ -154,7 +154,7 @@ def generate(
         use_cache=True,
         logits_to_keep=1,
     )
-    cache = out.past_key_values
+    cache = out.cache  # the cache the model built for its architecture (transformers >= 5.24 names it so)
     cache.reorder_cache(inverse)  # (U, ...) -> (B, ...): every row gets its prompt's cache
     logits = out.logits[inverse, -1]  # (B_run, V) for the running rows
     next_position = position_ids[:, -1:] + 1  # (B_run, 1)
@@ -184,7 +184,7 @@ def generate(
             input_ids=sampled[:, None],
             attention_mask=attention_mask,
             position_ids=next_position,
-            past_key_values=cache,
+            cache=cache,
             use_cache=True,
         )
         logits = out.logits[:, -1]
@@ -207,35 +207,20 @@ def _decode_with_starts(tokenizer: PreTrainedTokenizerBase, ids: list[int]) -> t
     return stripped, starts
 
 
-@dataclass(frozen=True)
-class Sampling:
-    """How a rollout samples; :meth:`of` reads these fields from any config that has them."""
-
-    max_prompt_length: int
-    max_new_tokens: int
-    temperature: float
-    use_chat_template: bool = True
-    top_k: int = 0
-    top_p: float = 1.0
-
-    @classmethod
-    def of(cls, config: Any) -> Sampling:
-        return cls(**{f.name: getattr(config, f.name) for f in fields(cls)})
-
-
 def rollout(
     policy: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
     prompts: list[Prompt],
-    sampling: Sampling,
+    sampling: SamplingConfig,
+    *,
+    use_chat_template: bool,
     generator: torch.Generator | None = None,
     with_logprobs: bool = False,
 ) -> Rollout:
-    """Render and tokenise ``prompts``, sample one response each, and decode them; with
-    ``with_logprobs``, keep the sampled tokens' logprobs (see :func:`generate`)."""
-    query_ids, query_mask = encode_prompts(
-        tokenizer, prompts, sampling.max_prompt_length, sampling.use_chat_template
-    )
+    """Render ``prompts`` (with the tokenizer's chat template when ``use_chat_template``), tokenise them,
+    sample one response each as ``sampling`` says (a config's ``sampling`` section), and decode them;
+    with ``with_logprobs``, keep the sampled tokens' logprobs (see :func:`generate`)."""
+    query_ids, query_mask = encode_prompts(tokenizer, prompts, sampling.max_prompt_length, use_chat_template)
     device = next(policy.parameters()).device
     query_ids, query_mask = query_ids.to(device), query_mask.to(device)
     was_training = policy.training

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 from rlhfkit.config import option
 from rlhfkit.data.split import DataConfig
 from rlhfkit.models.lora import LoRAConfig
 from rlhfkit.rewards import RewardSpec, check_reward_specs
+from rlhfkit.rollout.config import SAMPLING_RENAMED_KEYS, SamplingConfig
 from rlhfkit.trainers.checkpoint import CheckpointConfig
 from rlhfkit.trainers.metrics import ReportTo
 from rlhfkit.trainers.rl_run import REWARD_NORM_HELP
@@ -19,6 +20,8 @@ from rlhfkit.trainers.runtime import BF16_HELP
 class GroupRLConfig:
     """What GRPO and RLOO share: G samples per prompt from the policy, scored by weighted reward sources,
     with a KL term to a frozen reference. Each trainer subclasses it for its defaults and extra fields."""
+
+    renamed_keys: ClassVar[dict[str, str]] = SAMPLING_RENAMED_KEYS
 
     policy: str = option("smollm2-135m-instruct", "policy to train (usually the SFT output)")
     reference: str | None = option(None, "frozen reference for the KL term (default: policy)")
@@ -40,11 +43,9 @@ class GroupRLConfig:
         "less memory); null: the whole minibatch at once",
     )
     inner_epochs: int = option(1, "passes over each batch")
-    max_prompt_length: int = option(128, "prompt tokens kept (from the end)")
-    max_new_tokens: int = option(48, "response tokens sampled at most")
-    temperature: float = option(0.7, "sampling temperature; logprobs use logits / temperature too")
-    top_k: int = option(0, "sample among the k most likely tokens (0: all)")
-    top_p: float = option(1.0, "nucleus sampling mass")
+    sampling: SamplingConfig = option(
+        SamplingConfig, "how responses are sampled (temperature > 0; logprobs use logits / temperature too)"
+    )
     lr: float = option(1e-5, "policy learning rate")
     kl_coef: float = option(0.05, "beta of the KL term; 0 loads no reference model")
     clip_eps: float | None = option(0.2, "ratio clip range")
@@ -84,8 +85,10 @@ class GroupRLConfig:
             raise ValueError("batch_size * group_size must be a multiple of mini_batch_size")
         if self.inner_epochs < 1:
             raise ValueError("inner_epochs must be >= 1")
-        if self.temperature <= 0:
-            raise ValueError("temperature must be > 0: training needs sampled responses and their logprobs")
+        if self.sampling.temperature <= 0:
+            raise ValueError(
+                "sampling.temperature must be > 0: training needs sampled responses and their logprobs"
+            )
         if self.kl_coef < 0:
             raise ValueError("kl_coef must be >= 0")
         if self.reward_norm_samples < 0:

@@ -78,7 +78,9 @@ def _minibatch_loss(
     rows: torch.Tensor,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """GRPO loss of batch ``rows``; on-policy, their logprobs are also the sampling logprobs (ratio 1)."""
-    new = response_logprobs(policy, *(t[rows] for t in seqs), temperature=cfg.temperature, with_entropy=True)
+    new = response_logprobs(
+        policy, *(t[rows] for t in seqs), temperature=cfg.sampling.temperature, with_entropy=True
+    )
     logprobs, entropy = new.logprobs, new.entropy
     if on_policy:  # one update per batch: the sampling policy is the current one
         sampled_logprobs[rows] = logprobs.detach()
@@ -126,11 +128,13 @@ def train_grpo(cfg: GRPOConfig) -> dict:
         with torch.no_grad(), forward_autocast(cfg, accelerator):
             old_logprobs = None
             if not on_policy:
-                old_logprobs = response_logprobs(policy, *seqs, temperature=cfg.temperature).logprobs
+                old_logprobs = response_logprobs(policy, *seqs, temperature=cfg.sampling.temperature).logprobs
             ref_logprobs = None
             if cfg.uses_reference:
                 with reference_of(policy, run.reference) as ref:
-                    ref_logprobs = response_logprobs(ref, *seqs, temperature=cfg.temperature).logprobs
+                    ref_logprobs = response_logprobs(
+                        ref, *seqs, temperature=cfg.sampling.temperature
+                    ).logprobs
         clock.mark()
 
         # 5. mu inner iterations of the clipped loss over minibatches (in micro-batches)

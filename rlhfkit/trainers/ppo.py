@@ -44,7 +44,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 
@@ -66,7 +66,8 @@ from rlhfkit.models.lora import LoRAConfig, enable_gradient_checkpointing, refer
 from rlhfkit.models.reward import load_reward_tokenizer
 from rlhfkit.models.value import ValueHead, ValueModel
 from rlhfkit.rewards import CombinedReward, FunctionReward, ModelReward
-from rlhfkit.rollout.sampling import Sampling, rollout
+from rlhfkit.rollout.config import SAMPLING_RENAMED_KEYS, SamplingConfig
+from rlhfkit.rollout.sampling import rollout
 from rlhfkit.trainers import rl_run
 from rlhfkit.trainers.checkpoint import CheckpointConfig, Checkpointer, check_finite
 from rlhfkit.trainers.metrics import ReportTo
@@ -89,6 +90,8 @@ RewardFn = Callable[[list[Prompt], list[str]], list[float]]
 @dataclass
 class PPOConfig:
     """PPO with a learned reward model and a KL penalty to a frozen reference policy."""
+
+    renamed_keys: ClassVar[dict[str, str]] = SAMPLING_RENAMED_KEYS
 
     policy: str = option("smollm2-135m-instruct", "policy to train (usually the SFT output)")
     reference: str | None = option(None, "frozen reference policy for the KL penalty (default: policy)")
@@ -119,11 +122,9 @@ class PPOConfig:
     batch_size: int = option(8, "prompts per rollout (per process)")
     mini_batch_size: int = option(4, "sequences per gradient step")
     ppo_epochs: int = option(4, "passes over each rollout batch")
-    max_prompt_length: int = option(128, "prompt tokens kept (from the end)")
-    max_new_tokens: int = option(48, "response tokens sampled at most")
-    temperature: float = option(0.7, "sampling temperature; logprobs use logits / temperature too")
-    top_k: int = option(0, "sample among the k most likely tokens (0: all)")
-    top_p: float = option(1.0, "nucleus sampling mass")
+    sampling: SamplingConfig = option(
+        SamplingConfig, "how responses are sampled (temperature > 0; logprobs use logits / temperature too)"
+    )
     lr: float = option(3e-6, "policy learning rate")
     value_lr: float = option(1e-5, "value model learning rate")
     kl_coef: float = option(0.05, "beta: weight of the per-token KL penalty (initial value if adaptive)")
@@ -162,8 +163,10 @@ class PPOConfig:
             raise ValueError("batch_size must be a multiple of mini_batch_size")
         if self.vf_coef < 0:
             raise ValueError("vf_coef must be >= 0")
-        if self.temperature <= 0:
-            raise ValueError("temperature must be > 0: PPO needs sampled responses and their logprobs")
+        if self.sampling.temperature <= 0:
+            raise ValueError(
+                "sampling.temperature must be > 0: PPO needs sampled responses and their logprobs"
+            )
         if not 0 <= self.value_warmup_steps < self.steps:
             raise ValueError("value_warmup_steps must be >= 0 and below steps (the policy must train)")
         if self.reward_norm_samples < 0:
@@ -265,7 +268,14 @@ def train_ppo(cfg: PPOConfig, reward_fn: RewardFn | None = None) -> dict:
             value.trunk_grad = cfg.value_trunk_grad and not warmup
         prompts = shard(next(stream), accelerator)  # this process's prompts of the global batch
         with forward_autocast(cfg, accelerator):
-            ro = rollout(policy, tokenizer, prompts, Sampling.of(cfg), generator)
+            ro = rollout(
+                policy,
+                tokenizer,
+                prompts,
+                cfg.sampling,
+                use_chat_template=cfg.use_chat_template,
+                generator=generator,
+            )
         clock.mark()
         scored, scores, penalised = rl_run.score_rollout(cfg, step, reward, ro, accelerator, norm)  # (B,)
         mask = ro.response_mask.float()  # (B, R)
@@ -282,7 +292,7 @@ def train_ppo(cfg: PPOConfig, reward_fn: RewardFn | None = None) -> dict:
         first = None  # the first minibatch's outputs, with gradients, when they are also the old ones
         with forward_autocast(cfg, accelerator):
             with torch.no_grad(), reference_of(policy, reference) as ref:
-                ref_logprobs = response_logprobs(ref, *seqs, temperature=cfg.temperature).logprobs
+                ref_logprobs = response_logprobs(ref, *seqs, temperature=cfg.sampling.temperature).logprobs
             if _fused_first_update(cfg):
                 first = _forward(cfg, seqs, venc, everything, policy_ddp, value_ddp, with_entropy=True)
                 old, old_values = first
@@ -371,7 +381,7 @@ def _forward(
     from the value head (``shared_value_head``) or the value model (``venc``, its encoded inputs)."""
     head = value_model if cfg.shared_value_head else None
     new = response_logprobs(
-        model, *(t[idx] for t in seqs), temperature=cfg.temperature, value_head=head, **kw
+        model, *(t[idx] for t in seqs), temperature=cfg.sampling.temperature, value_head=head, **kw
     )
     if head is not None:
         return new, new.values

@@ -26,7 +26,7 @@ from rlhfkit.models.loading import load_policy, load_tokenizer
 from rlhfkit.models.lora import is_lora, needs_reference_copy, prepare_trainable, reference_of
 from rlhfkit.rewards import CombinedReward, build_reward
 from rlhfkit.rewards.combined import RewardBatch
-from rlhfkit.rollout.sampling import Rollout, Sampling, rollout
+from rlhfkit.rollout.sampling import Rollout, rollout
 from rlhfkit.trainers.checkpoint import Checkpointer, check_finite
 from rlhfkit.trainers.metrics import MetricsLog
 from rlhfkit.trainers.runtime import (
@@ -163,7 +163,14 @@ def sample_groups(
     times in a row, so that row b * G + i is sample i of prompt b; under :func:`forward_autocast`."""
     repeated = [p for p in shard(batch, accelerator) for _ in range(cfg.group_size)]
     with forward_autocast(cfg, accelerator):
-        return rollout(policy, tokenizer, repeated, Sampling.of(cfg), generator)
+        return rollout(
+            policy,
+            tokenizer,
+            repeated,
+            cfg.sampling,
+            use_chat_template=cfg.use_chat_template,
+            generator=generator,
+        )
 
 
 @dataclass(frozen=True)
@@ -224,7 +231,14 @@ def reference_reward_norm(
             disable=not accelerator.is_main_process,
         ):
             with forward_autocast(cfg, accelerator):
-                ro = rollout(ref, tokenizer, mine[start : start + width], Sampling.of(cfg), generator)
+                ro = rollout(
+                    ref,
+                    tokenizer,
+                    mine[start : start + width],
+                    cfg.sampling,
+                    use_chat_template=cfg.use_chat_template,
+                    generator=generator,
+                )
                 totals.append(reward(ro.prompts, ro.response_texts).total)
             no_eos.append((~ro.has_eos).float().cpu())
             lengths.append(ro.lengths.float().cpu())
@@ -249,7 +263,7 @@ def reference_reward_norm(
             f"[rlhfkit] reward normalised on {len(chosen)} reference responses: "
             f"(r - {mean:.4f}) / {std:.4f}; "
             f"reference no-EOS share {float(stats['no_eos']):.2f}, mean length {float(stats['length']):.1f} "
-            f"tokens (max_new_tokens {cfg.max_new_tokens})",
+            f"tokens (sampling.max_new_tokens {cfg.sampling.max_new_tokens})",
             flush=True,
         )
     return RewardNorm(bias=mean, gain=std)

@@ -83,7 +83,9 @@ def _minibatch_loss(
     rows: torch.Tensor,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """RLOO loss of batch ``rows``."""
-    new = response_logprobs(policy, *(t[rows] for t in seqs), temperature=cfg.temperature, with_entropy=True)
+    new = response_logprobs(
+        policy, *(t[rows] for t in seqs), temperature=cfg.sampling.temperature, with_entropy=True
+    )
     logprobs, entropy = new.logprobs, new.entropy
     loss, metrics = rloo_loss(
         logprobs, old_logprobs[rows], advantages[rows], mask[rows], cfg.clip_eps, cfg.loss_aggregation
@@ -118,11 +120,13 @@ def train_rloo(cfg: RLOOConfig) -> dict:
 
         # 3. sampling-policy and reference logprobs; KL folded into the sequence reward
         with torch.no_grad(), forward_autocast(cfg, accelerator):
-            old_logprobs = response_logprobs(policy, *seqs, temperature=cfg.temperature).logprobs
+            old_logprobs = response_logprobs(policy, *seqs, temperature=cfg.sampling.temperature).logprobs
             kl = torch.zeros(n, device=mask.device)  # (N,) nats per response
             if cfg.uses_reference:
                 with reference_of(policy, run.reference) as ref:
-                    ref_logprobs = response_logprobs(ref, *seqs, temperature=cfg.temperature).logprobs
+                    ref_logprobs = response_logprobs(
+                        ref, *seqs, temperature=cfg.sampling.temperature
+                    ).logprobs
                 kl = ((old_logprobs - ref_logprobs) * mask).sum(1)
         rewards = scores - cfg.kl_coef * kl  # (N,)
 

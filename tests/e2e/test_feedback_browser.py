@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from rlhfkit.feedback.items import ItemRecord, ResponseRecord
+from rlhfkit.data.items import ItemRecord, ResponseRecord
 from rlhfkit.feedback.server import serving
 from rlhfkit.feedback.store import Store
 

@@ -106,9 +106,9 @@ def test_pipeline_runs_every_stage_then_resumes(
         "ppo.batch_size=4",
         "ppo.mini_batch_size=2",
         "ppo.ppo_epochs=1",
-        "ppo.max_new_tokens=6",
+        "ppo.sampling.max_new_tokens=6",
         "eval.num_prompts=4",
-        "eval.max_new_tokens=6",
+        "eval.sampling.max_new_tokens=6",
         "eval.n_boot=100",
     ]
     assert main(args) == 0

@@ -78,7 +78,14 @@ def test_metrics_go_to_tensorboard_too(tiny_policy_dir, toy_preferences, tmp_pat
     assert scalars[-1].value == pytest.approx(_rows(out)[-1]["loss"], abs=1e-4)
 
 
-RL_COMMON = ["steps=2", "batch_size=2", "max_new_tokens=6", "lr=1e-3", "threads=1", "checkpoint.every=2"]
+RL_COMMON = [
+    "steps=2",
+    "batch_size=2",
+    "sampling.max_new_tokens=6",
+    "lr=1e-3",
+    "threads=1",
+    "checkpoint.every=2",
+]
 RL_CASES = {
     "ppo": ["mini_batch_size=1", "ppo_epochs=1", "adaptive_kl=true"],
     "grpo": ["group_size=2", "mini_batch_size=2"],

@@ -19,6 +19,7 @@ from rlhfkit.models.loading import load_policy, load_tokenizer
 from rlhfkit.models.logprobs import sequence_logprobs
 from rlhfkit.models.lora import LoRAConfig
 from rlhfkit.rewards import RewardSpec
+from rlhfkit.rollout.config import SamplingConfig
 from rlhfkit.trainers import dpo
 from rlhfkit.trainers.dpo import DPOConfig, train_dpo
 
@@ -202,7 +203,7 @@ def test_evaluate_accepts_a_dpo_output(dpo_run, tiny_policy_dir, tiny_reward_dir
             output_dir=str(tmp_path / "eval"),
             data=DataConfig(path=str(toy_preferences), eval_fraction=0.25),
             num_prompts=4,
-            max_new_tokens=4,
+            sampling=SamplingConfig(max_new_tokens=4),
             batch_size=4,
             n_boot=100,
             threads=2,

@@ -42,12 +42,16 @@ def test_generate_label_export_train(tmp_path, capsys, tiny_policy_dir, tiny_rew
     assert main(["annotate", "add-annotator", "--db", db, "--project", "demo", "ann", "bob"]) == 0
     tokens = tokens_from(capsys.readouterr().out)
     assert set(tokens) == {"ann", "bob"}
-    generate = ["annotate", "generate", "--db", db, "--project", "demo", "--model", str(tiny_policy_dir)]
-    generate += ["--prompts", str(toy_preferences), "-k", "3", "--max-new-tokens", "6", "--limit", "8"]
+    items_path = tmp_path / "items.jsonl"
+    generate = ["generate", f"policy={tiny_policy_dir}", f"prompts={toy_preferences}", "k=3"]
+    generate += ["sampling.max_new_tokens=6", "limit=8", f"output={items_path}"]
+    load = ["annotate", "load", "--db", db, "--project", "demo", str(items_path)]
     assert main(generate) == 0
+    assert len(items_path.read_text().splitlines()) == 8
+    assert main(load) == 0
     assert "8 items added" in capsys.readouterr().out
-    assert main(generate) == 0  # the same command again adds nothing
-    assert "0 items added, 8 there" in capsys.readouterr().out
+    assert main(generate) == 0 and main(load) == 0  # the same commands again add nothing
+    assert "0 items added to 'demo', 8 already there" in capsys.readouterr().out
 
     store = Store.open(db)
     items = store.items("demo")

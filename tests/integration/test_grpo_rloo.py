@@ -17,6 +17,7 @@ from rlhfkit.data.split import DataConfig
 from rlhfkit.eval.evaluate import EvalConfig, evaluate
 from rlhfkit.rewards import RewardSpec
 from rlhfkit.rewards.combined import CombinedReward
+from rlhfkit.rollout.config import SamplingConfig
 from rlhfkit.trainers import rl_run
 from rlhfkit.trainers.grpo import GRPOConfig, train_grpo
 from rlhfkit.trainers.rloo import RLOOConfig, train_rloo
@@ -54,7 +55,7 @@ def _data(path) -> DataConfig:
     return DataConfig(path=str(path), eval_fraction=0.25)
 
 
-def _common(policy_dir, data_path, out, **kw) -> dict:
+def _common(policy_dir, data_path, out, max_new_tokens: int = 10, **kw) -> dict:
     base = dict(
         policy=str(policy_dir),
         output_dir=str(out),
@@ -62,8 +63,7 @@ def _common(policy_dir, data_path, out, **kw) -> dict:
         batch_size=2,
         group_size=4,
         mini_batch_size=8,
-        max_new_tokens=10,
-        temperature=1.0,
+        sampling=SamplingConfig(max_new_tokens=max_new_tokens, temperature=1.0),
         missing_eos_penalty=0.0,
         threads=2,
     )
@@ -205,7 +205,7 @@ def test_a_bad_reward_function_stops_the_cli_with_its_name_and_the_prompt_index(
         "batch_size=2",
         "group_size=4",
         "mini_batch_size=8",
-        "max_new_tokens=4",
+        "sampling.max_new_tokens=4",
         "steps=1",
         "threads=2",
     ]
@@ -239,7 +239,7 @@ def test_eval_compares_the_baseline_with_two_tuned_policies(
             output_dir=str(tmp_path / "eval"),
             data=_data(toy_preferences),
             num_prompts=8,
-            max_new_tokens=6,
+            sampling=SamplingConfig(max_new_tokens=6),
             batch_size=8,
             n_boot=100,
             threads=2,

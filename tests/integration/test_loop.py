@@ -52,12 +52,18 @@ def tiny_loop(tmp_path, policy, backbone, gold, data, **overrides) -> LoopConfig
         "strategy": "ensemble",
         "ensemble_size": 2,
         "labels_per_round": 4,
-        "candidates": {"prompts_per_round": 3, "k": 3, "max_new_tokens": 8, "temperature": 1.0},
+        "candidates": {"prompts_per_round": 3, "k": 3, "sampling": {"max_new_tokens": 8, "temperature": 1.0}},
         "simulated": {"gold_reward_model": str(gold), "max_length": 64, "heldout_pairs": 8},
         "reward": {"max_steps": 2, "batch_size": 4, "max_length": 64, "lr": 1e-3, "threads": 2},
-        "ppo": {"steps": 1, "batch_size": 2, "mini_batch_size": 2, "ppo_epochs": 1, "max_new_tokens": 8},
+        "ppo": {
+            "steps": 1,
+            "batch_size": 2,
+            "mini_batch_size": 2,
+            "ppo_epochs": 1,
+            "sampling": {"max_new_tokens": 8},
+        },
         "dpo": {"max_steps": 1, "batch_size": 2, "max_length": 64, "max_prompt_length": 32, "eval_pairs": 2},
-        "eval": {"num_prompts": 4, "max_new_tokens": 8, "batch_size": 4, "n_boot": 50},
+        "eval": {"num_prompts": 4, "sampling": {"max_new_tokens": 8}, "batch_size": 4, "n_boot": 50},
     }
     base.update(overrides)
     return load_config(LoopConfig, base=base)

@@ -15,7 +15,7 @@ from rlhfkit.models.lora import LoRAConfig, prepare_trainable
 from rlhfkit.trainers import dpo, grpo, ppo, reward, rl_run, rloo, sft
 
 LORA = ["lora.r=4", "lora.alpha=8", "lr=1e-2", "threads=2"]
-RL = ["batch_size=2", "max_new_tokens=4", "data.eval_fraction=0.25", "steps=2"]
+RL = ["batch_size=2", "sampling.max_new_tokens=4", "data.eval_fraction=0.25", "steps=2"]
 LENGTH_REWARD = "rewards=[{kind: length, options: {target: 8, unit: chars}}]"
 
 # name: (module, train function, config class, model key, extra overrides)

@@ -1,14 +1,18 @@
 """Resolving model names and loading models with dropout off (rlhfkit.models.loading)."""
 
+import logging
+import shutil
 import socket
 
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import (
     AutoModelForCausalLM,
     BertConfig,
     BertForSequenceClassification,
+    BertModel,
     GPT2Config,
     GPT2LMHeadModel,
     LlamaConfig,
@@ -23,6 +27,19 @@ from rlhfkit.models.loading import (
     load_tokenizer,
     resolve_model,
 )
+
+
+@pytest.fixture
+def hf_log(monkeypatch):
+    """The messages transformers logs (at warning level or above) while the test runs."""
+    hf_logger = logging.getLogger("transformers")  # the library's root logger; it does not propagate
+    messages: list[str] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: messages.append(record.getMessage())
+    monkeypatch.setattr(hf_logger, "level", logging.WARNING)
+    hf_logger.addHandler(handler)
+    yield messages
+    hf_logger.removeHandler(handler)
 
 
 @pytest.fixture
@@ -184,9 +201,16 @@ def test_load_reward_model_turns_bert_dropout_off(tmp_path, tiny_bert_reward_dir
     assert a.shape == (2, 1)
 
 
-def test_load_reward_model_from_a_causal_lm_folder(tiny_policy_dir):
+def test_load_reward_model_from_a_causal_lm_folder(tiny_policy_dir, capsys, hf_log):
     # a causal LM folder gets a fresh one-label head, with the pad id it needs for batched scoring
-    model = load_reward_model(tiny_policy_dir)
+    model = load_reward_model(tiny_policy_dir, trainable=True)
+    out = capsys.readouterr().out
+    line = (
+        f"[rlhfkit] reward head: a new scalar head (score) on {tiny_policy_dir}, initialised at random "
+        "(the checkpoint's lm_head is not used); train it with rlhfkit reward\n"
+    )
+    assert out == line  # one line of ours, and no load report (nor anything else) from transformers
+    assert hf_log == []
     tokenizer = load_tokenizer(tiny_policy_dir)
     assert model.config.num_labels == 1
     assert model.config.pad_token_id == tokenizer.pad_token_id
@@ -196,3 +220,64 @@ def test_load_reward_model_from_a_causal_lm_folder(tiny_policy_dir):
         batched = model(**enc).logits[:, 0]
         single = model(**tokenizer(["Human: good"], return_tensors="pt")).logits[:, 0]
     torch.testing.assert_close(batched[:1], single, atol=1e-5, rtol=1e-5)
+
+
+def test_fresh_head_line_says_what_the_head_is_for(tiny_policy_dir, capsys, hf_log):
+    load_reward_model(tiny_policy_dir)  # frozen, to score with: its rewards are noise
+    assert capsys.readouterr().out.endswith(
+        "initialised at random (the checkpoint's lm_head is not used), so its scores mean nothing yet; "
+        "train it with rlhfkit reward\n"
+    )
+    load_reward_model(tiny_policy_dir, trainable=True, causal=True)  # PPO's value model from the policy
+    assert capsys.readouterr().out == (
+        f"[rlhfkit] value head: a new scalar head (score) on {tiny_policy_dir}, initialised at random "
+        "(the checkpoint's lm_head is not used); PPO trains it as the value function\n"
+    )
+    assert hf_log == []
+
+
+def test_load_reward_model_from_an_encoder_folder(tiny_bert_reward_dir, tmp_path, capsys, hf_log):
+    # a bare BERT encoder (no task head at all): the classifier is new, nothing goes unused
+    reward = BertForSequenceClassification.from_pretrained(tiny_bert_reward_dir)
+    BertModel(reward.config).save_pretrained(tmp_path)
+    load_tokenizer(tiny_bert_reward_dir).save_pretrained(tmp_path)
+    capsys.readouterr()
+    load_reward_model(tmp_path, trainable=True)
+    assert capsys.readouterr().out == (
+        f"[rlhfkit] reward head: a new scalar head (classifier) on {tmp_path}, initialised at random; "
+        "train it with rlhfkit reward\n"
+    )
+    assert hf_log == []
+
+
+def test_a_trained_reward_model_loads_quietly(tiny_reward_dir, capsys, hf_log):
+    load_reward_model(tiny_reward_dir)
+    assert capsys.readouterr().out == ""
+    assert hf_log == []
+
+
+def test_other_missing_weights_are_still_reported(tiny_policy_dir, tmp_path, capsys, hf_log):
+    # a causal LM checkpoint that also lacks a backbone weight: not just a fresh head, so transformers'
+    # report (which names the weight) is shown, and our line is not
+    folder = tmp_path / "broken"
+    shutil.copytree(tiny_policy_dir, folder)
+    weights = load_file(folder / "model.safetensors")
+    del weights["model.norm.weight"]
+    save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
+    load_reward_model(folder)
+    assert "[rlhfkit]" not in capsys.readouterr().out
+    (report,) = [m for m in hf_log if "LOAD REPORT" in m]
+    assert "model.norm.weight" in report and "score.weight" in report and "lm_head.weight" in report
+
+
+def test_the_report_is_shown_when_loading_fails(tiny_policy_dir, tmp_path, hf_log):
+    # a weight of the wrong shape: transformers raises, pointing at its report, which must be there
+    folder = tmp_path / "mismatched"
+    shutil.copytree(tiny_policy_dir, folder)
+    weights = load_file(folder / "model.safetensors")
+    weights["model.norm.weight"] = torch.ones(weights["model.norm.weight"].numel() + 1)
+    save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(RuntimeError, match="report"):
+        load_reward_model(folder)
+    (report,) = [m for m in hf_log if "LOAD REPORT" in m]
+    assert "model.norm.weight" in report

@@ -18,7 +18,7 @@ def _count_a(prompts, completions):
     return [float(c.count("a")) for c in completions]
 
 
-RL = ["batch_size=2", "max_new_tokens=6", "lr=1e-3", "data.eval_fraction=0.25"]
+RL = ["batch_size=2", "sampling.max_new_tokens=6", "lr=1e-3", "data.eval_fraction=0.25"]
 TRAINERS = {
     "reward": (
         RewardConfig,

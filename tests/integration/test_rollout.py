@@ -4,15 +4,18 @@ Greedy decoding is checked token for token against ``transformers``' own ``gener
 ``has_eos``, the sampler's filters and the character offsets a rollout reports are checked by hand.
 """
 
+import logging
+import warnings
+
 import pytest
 import torch
 from transformers import GenerationConfig
 
 from rlhfkit.data.collate import encode_prompts
 from rlhfkit.models.loading import load_policy, load_tokenizer
+from rlhfkit.rollout.config import SamplingConfig
 from rlhfkit.rollout.sampling import (
     Rollout,
-    Sampling,
     _decode_with_starts,
     generate,
     rollout,
@@ -102,6 +105,33 @@ def test_repeated_prompts_share_one_prefill_and_match_transformers(policy, token
         hook.remove()
     assert calls[0][0] == len(PROMPTS)  # the prefill ran on the 3 distinct prompts, not on 5 rows
     assert torch.equal(ids, hf_greedy[order])
+
+
+def test_sampling_says_nothing_about_past_key_values(policy, tokenizer, queries, hf_greedy, monkeypatch):
+    """transformers 5.24 renamed the KV cache argument and output ``past_key_values`` to ``cache`` (the old
+    name goes in 5.40): passing the old name raises a FutureWarning, reading it logs a transformers warning
+    (once per process). Sampling uses the new name, so neither appears."""
+    query_ids, query_mask = queries
+    never = min(set(range(len(tokenizer))) - set(hf_greedy.flatten().tolist()))
+    hf_logger = logging.getLogger("transformers")
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    # "once" messages logged earlier in the session would be swallowed: log every one here
+    monkeypatch.setattr(logging.Logger, "warning_once", logging.Logger.warning, raising=False)
+    monkeypatch.setattr(hf_logger, "level", logging.WARNING)
+    hf_logger.addHandler(handler)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            ids, _, _, _ = generate(
+                policy, query_ids, query_mask, MAX_NEW, [never], tokenizer.pad_token_id, temperature=0.0
+            )
+    finally:
+        hf_logger.removeHandler(handler)
+    assert ids.size(1) == MAX_NEW  # every step after the prefill ran on the cache
+    said = [f"{w.category.__name__}: {w.message}" for w in caught] + [r.getMessage() for r in records]
+    assert not [m for m in said if "past_key_values" in m or "cache_params" in m], said
 
 
 def test_greedy_is_not_the_same_for_every_row(hf_greedy):
@@ -231,7 +261,8 @@ def test_rollout_texts_and_offsets(policy, tokenizer):
         policy,
         tokenizer,
         PROMPTS,
-        Sampling(max_prompt_length=64, max_new_tokens=8, temperature=1.0, use_chat_template=False),
+        SamplingConfig(max_prompt_length=64, max_new_tokens=8, temperature=1.0),
+        use_chat_template=False,
         generator=gen,
     )
     assert roll.response_ids.shape == roll.response_mask.shape
@@ -250,7 +281,8 @@ def test_rollout_texts_and_offsets(policy, tokenizer):
         policy,
         tokenizer,
         PROMPTS,
-        Sampling(max_prompt_length=64, max_new_tokens=8, temperature=1.0, use_chat_template=False),
+        SamplingConfig(max_prompt_length=64, max_new_tokens=8, temperature=1.0),
+        use_chat_template=False,
         generator=torch.Generator().manual_seed(0),
     )
     assert torch.equal(again.response_ids, roll.response_ids)
@@ -263,9 +295,8 @@ def test_rollout_ends_at_the_models_eos(policy_dir, tokenizer, hf_greedy):
     policy = load_policy(policy_dir, trainable=False)
     stop = hf_greedy[0, 2].item()
     policy.generation_config.eos_token_id = [tokenizer.eos_token_id, stop]
-    roll = rollout(
-        policy, tokenizer, PROMPTS, Sampling(64, MAX_NEW, temperature=0.0, use_chat_template=False)
-    )
+    greedy = SamplingConfig(max_prompt_length=64, max_new_tokens=MAX_NEW, temperature=0.0)
+    roll = rollout(policy, tokenizer, PROMPTS, greedy, use_chat_template=False)
     firsts = [_first(row, {stop, tokenizer.eos_token_id}) for row in hf_greedy.tolist()]
     assert firsts[0] <= 2
     for b, first in enumerate(firsts):
@@ -280,9 +311,24 @@ def test_sampled_logprobs_equal_a_separate_forward_and_draws_do_not_change(polic
     eval's KL uses them instead of that forward), and keeping them draws the same tokens."""
     from rlhfkit.models.logprobs import response_logprobs
 
-    sampling = Sampling(max_prompt_length=64, max_new_tokens=8, temperature=0.7, use_chat_template=False)
-    kept = rollout(policy, tokenizer, PROMPTS, sampling, torch.Generator().manual_seed(0), with_logprobs=True)
-    plain = rollout(policy, tokenizer, PROMPTS, sampling, torch.Generator().manual_seed(0))
+    sampling = SamplingConfig(max_prompt_length=64, max_new_tokens=8, temperature=0.7)
+    kept = rollout(
+        policy,
+        tokenizer,
+        PROMPTS,
+        sampling,
+        use_chat_template=False,
+        generator=torch.Generator().manual_seed(0),
+        with_logprobs=True,
+    )
+    plain = rollout(
+        policy,
+        tokenizer,
+        PROMPTS,
+        sampling,
+        use_chat_template=False,
+        generator=torch.Generator().manual_seed(0),
+    )
     assert plain.logprobs is None
     assert torch.equal(kept.response_ids, plain.response_ids)
     seqs = (kept.query_ids, kept.query_mask, kept.response_ids, kept.response_mask)

@@ -14,6 +14,7 @@ from rlhfkit.data.split import DataConfig
 from rlhfkit.eval.evaluate import EvalConfig, evaluate
 from rlhfkit.models.value import ValueModel
 from rlhfkit.rewards import RewardSpec
+from rlhfkit.rollout.config import SamplingConfig
 from rlhfkit.trainers import ppo, reward, sft
 from rlhfkit.trainers.ppo import PPOConfig, train_ppo
 from rlhfkit.trainers.reward import RewardConfig, train_reward
@@ -105,12 +106,11 @@ def _toy_ppo(dirs, out, shared_value_head, batch: tuple[int, int, int], lr: floa
         shared_value_head=shared_value_head,
         output_dir=str(out),
         data=_data(preferences),
-        max_new_tokens=12,
+        sampling=SamplingConfig(max_new_tokens=12, temperature=1.0),
         batch_size=batch_size,
         mini_batch_size=mini_batch_size,
         ppo_epochs=ppo_epochs,
         lr=lr,
-        temperature=1.0,
         missing_eos_penalty=0.0,
         **{"value_lr": lr, **kw},
     )
@@ -191,7 +191,7 @@ def ppo_with_bert_reward(tiny_policy_dir, tiny_bert_reward_dir, toy_preferences,
         batch_size=4,
         mini_batch_size=2,
         ppo_epochs=1,
-        max_new_tokens=8,
+        sampling=SamplingConfig(max_new_tokens=8),
         adaptive_kl=True,
         kl_estimator="k3",
         threads=2,
@@ -219,7 +219,7 @@ def test_eval_reports_a_win_rate(
             output_dir=str(tmp_path / "eval"),
             data=_data(toy_preferences),
             num_prompts=8,
-            max_new_tokens=8,
+            sampling=SamplingConfig(max_new_tokens=8),
             batch_size=4,
             n_boot=200,
             threads=2,
@@ -286,8 +286,7 @@ def test_eval_tables_under_two_judges_match_a_hand_count(
             output_dir=str(tmp_path / "eval"),
             data=_data(toy_preferences),
             samples_per_prompt=2,
-            max_new_tokens=8,
-            temperature=1.0,
+            sampling=SamplingConfig(max_new_tokens=8, temperature=1.0),
             batch_size=8,
             n_boot=200,
             threads=2,

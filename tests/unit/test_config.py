@@ -112,6 +112,13 @@ def test_override_null_and_empty_section(tmp_path):
     assert cfg.run_name is None and cfg.sft == SFTSection()
 
 
+def test_partial_section_keeps_the_fields_own_default():
+    # Pipeline.ppo defaults to PPOSection(lr=3e-6), which --help shows; setting another key keeps it
+    assert "ppo.lr (float, default 3e-06)" in describe_config(Pipeline)
+    assert load_config(Pipeline, overrides=["ppo.kl_coef=0.1"]).ppo == PPOSection(lr=3e-6, kl_coef=0.1)
+    assert load_config(Pipeline, overrides=["ppo="]).ppo == PPOSection(lr=3e-6)  # null: all its defaults
+
+
 def test_str_override_keeps_raw_text():
     cfg = load_config(Pipeline, overrides=["run_name=001", "model=true"])
     assert cfg.run_name == "001" and cfg.model == "true"
@@ -276,3 +283,78 @@ def test_describe_config_lists_keys_types_defaults_and_help():
     assert "sft.epochs (int, default 1)" in text and "passes over the data" in text
     assert "run_name (str | None, default None)" in text
     assert "required" in describe_config(Required)
+
+
+# --- less common annotations and error order ----------------------------------------------
+
+
+@dataclass
+class Reward:
+    kind: Literal["model", "length"] = option("model", "reward kind")
+    weight: float = option(1.0, "weight in the sum")
+
+
+@dataclass
+class Odd:
+    pair: tuple[int, str] = option((1, "a"), "a fixed-size tuple")
+    scales: tuple[float, ...] = option((), "any number of floats")
+    folder: Path = option(Path("out"), "a path")
+    either: int | str = option(0, "an int or a string")
+    widths: dict[str, int] = option({}, "named ints")
+    level: Literal[1, 2] = option(1, "an int literal")
+    rewards: list[Reward] = option([], "a list of sections")
+    extra: Optional[Reward] = option(None, "an optional section")  # noqa: UP045
+
+
+def test_less_common_types_load():
+    cfg = load_config(
+        Odd,
+        overrides=["pair=[2, b]", "scales=[1, '2e-1']", "folder=runs/x", "either=5", "widths={a: 3.0}"],
+        base={"rewards": [{"kind": "length"}, Reward(weight=2.0)], "extra": {}},
+    )
+    assert cfg.pair == (2, "b") and cfg.scales == (1.0, 0.2) and cfg.folder == Path("runs/x")
+    assert cfg.either == 5 and cfg.widths == {"a": 3} and type(cfg.widths["a"]) is int
+    assert cfg.rewards == [Reward(kind="length"), Reward(weight=2.0)] and cfg.extra == Reward()
+    assert load_config(Odd, overrides=["either='5'"]).either == "5"  # an exact type match wins
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("pair=[1, a, 2]", "'pair' expects tuple[int, str], got [1, 'a', 2] (list); needs exactly 2 items"),
+        ("scales=[1, x]", "'scales[1]' expects float, got 'x' (str)"),
+        ("folder=3", "'folder' expects path, got 3 (int)"),
+        ("either=1.5", "'either' expects int | str, got 1.5 (float)"),
+        ("widths={a: x}", "'widths.a' expects int, got 'x' (str)"),
+        ("level=true", "'level' expects one of 1, 2, got True (bool)"),  # True is not 1
+        (
+            "rewards=[{kind: length}, {weigth: 2}]",
+            "unknown key 'rewards[1].weigth'; did you mean 'rewards[1].weight'?",
+        ),
+        ("rewards=[{kind: x}]", "'rewards[0].kind' expects one of 'model', 'length', got 'x' (str)"),
+        ("extra=3", "'extra' expects Reward | None, got 3 (int)"),
+    ],
+)
+def test_less_common_type_errors(override, message):
+    with pytest.raises(ConfigError) as err:
+        load_config(Odd, overrides=[override])
+    assert str(err.value) == f"override {override!r}: {message}"
+
+
+def test_first_error_in_walk_order_is_reported(tmp_path):
+    # a section's unknown keys come before its values; sections and fields go in declaration order
+    path = write(tmp_path, "seed: x\nsft: {epoch: 1}\nzz: 1\n")
+    with pytest.raises(ConfigError, match="unknown key 'zz'"):
+        load_config(Pipeline, path)
+    with pytest.raises(ConfigError, match="'seed' expects int"):
+        load_config(Pipeline, write(tmp_path, "seed: x\nsft: {epoch: 1}\n"))
+
+
+def test_dataclass_instances_in_base_load():
+    sft = SFTSection(epochs=4)
+    assert (
+        load_config(Pipeline, base={"sft": sft}).sft == sft and sft.epochs == 4
+    )  # base is copied, not changed
+    assert load_config(Pipeline, base={"sft": sft}, overrides=["sft.lr=1"]).sft == SFTSection(
+        lr=1.0, epochs=4
+    )

@@ -13,7 +13,7 @@ from rlhfkit.cli import main
 from rlhfkit.eval.report import build_report
 from rlhfkit.eval.report_data import label_stats, read_run
 from rlhfkit.eval.report_plots import metric_panels
-from rlhfkit.feedback.agreement import wilson_interval
+from rlhfkit.stats import wilson_interval
 
 SECTIONS = {"header", "missing", "curves", "frontier", "winrates", "samples", "labels"}
 XSS = "<script>alert('pwned')</script><img src=x onerror=alert(1)>"

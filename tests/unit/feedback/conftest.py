@@ -13,7 +13,7 @@ import uuid
 
 import pytest
 
-from rlhfkit.feedback.items import ItemRecord, ResponseRecord
+from rlhfkit.data.items import ItemRecord, ResponseRecord
 from rlhfkit.feedback.store import Store
 
 PG_URL = os.environ.get("RLHFKIT_TEST_PG_URL")

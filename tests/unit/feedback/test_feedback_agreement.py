@@ -6,6 +6,7 @@ from datetime import datetime
 
 import pytest
 
+from rlhfkit.data.items import ResponseRecord
 from rlhfkit.feedback.agreement import (
     krippendorff_alpha,
     pairwise_agreement,
@@ -14,7 +15,6 @@ from rlhfkit.feedback.agreement import (
     units_of,
     wilson_interval,
 )
-from rlhfkit.feedback.items import ResponseRecord
 from rlhfkit.feedback.views import AnnotationView, ItemView
 
 # u1: x and y agree; u2: they disagree; u3: x and y say tie, z disagrees.

@@ -8,8 +8,8 @@ from datetime import datetime
 import pytest
 
 from rlhfkit.data import load_preferences
+from rlhfkit.data.items import ResponseRecord
 from rlhfkit.feedback.export import majority_pairs, raw_records, write_jsonl
-from rlhfkit.feedback.items import ResponseRecord
 from rlhfkit.feedback.judgements import MARGINS
 from rlhfkit.feedback.views import AnnotationView, ItemView, SkipView
 

@@ -278,7 +278,7 @@ def test_deactivation_refuses_the_token_and_releases_held_items(store, seed):
 
 def test_loading_items_is_all_or_nothing(store, tmp_path):
     from rlhfkit.data import DataError
-    from rlhfkit.feedback.items import read_items
+    from rlhfkit.data.items import read_items
 
     store.create_project("p", overlap=1)
     path = tmp_path / "items.jsonl"

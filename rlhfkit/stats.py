@@ -1,4 +1,10 @@
-"""Paired win rate of system A over system B, with a percentile-bootstrap confidence interval.
+"""The statistics eval, the report and the feedback app share: win rates and paired differences with
+bootstrap intervals, the Wilson interval of a proportion, and inter-rater agreement. numpy and the
+standard library only; no torch.
+
+## Win rates and paired differences
+
+Paired win rate of system A over system B, with a percentile-bootstrap confidence interval.
 
 Notation: n prompts; ``scores_a[i]`` and ``scores_b[i]`` judge the two systems' responses to
 prompt i (a reward-model score, a judge's rating, ...). Per prompt the outcome is
@@ -14,16 +20,41 @@ With several samples per prompt (:func:`paired_comparison`), sample j of A is pa
 B on the same prompt, each prompt's outcomes and score differences are averaged over its samples, and the
 bootstrap resamples prompts, so the interval reflects the number of prompts, not of samples.
 
-numpy only; no torch.
+## Agreement between raters
+
+The unit of analysis is one thing several raters judged (the app: one pair of responses of one item),
+mapped to ``{rater: nominal value}`` (:data:`Units`).
+
+- **Pairwise agreement**: over every unit and every two raters who both labelled it, the share that
+  gave the same value. Per rater: over the pairs that include them.
+- **Krippendorff's alpha** (nominal; Krippendorff 2011, "Computing Krippendorff's Alpha-Reliability"),
+  over units with at least two values::
+
+      alpha = 1 - D_o / D_e
+      D_o = 1/n * sum_u 1/(m_u - 1) * sum_{a != b in u} [v_ua != v_ub]     (observed disagreement)
+      D_e = 1/(n (n - 1)) * sum_{c != k} n_c n_k                          (expected by chance)
+
+  with m_u the values in unit u, n = sum_u m_u, n_c the number of values equal to c. D_o is the mean,
+  over every value, of the share of the other values in its unit that differ from it. Per rater,
+  D_o is that mean over the rater's own values only, and D_e is the project's: alpha_a < alpha
+  says the rater disagrees with the others more than the average rater does. Alpha is None
+  when it is undefined (no unit with two values, or every value the same).
 """
 
 from __future__ import annotations
 
+import math
+from collections import Counter, defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
 __all__ = [
+    "wilson_interval",
+    "pairwise_agreement",
+    "krippendorff_alpha",
+    "Units",
     "WinRate",
     "win_rate",
     "bootstrap_mean_ci",
@@ -32,6 +63,8 @@ __all__ = [
     "length_slope",
     "length_adjusted_difference",
 ]
+
+Units = Mapping[tuple, Mapping[str, str]]  # unit -> {rater: value}
 
 # Resample in chunks so memory stays ~ _CHUNK_ELEMENTS * 8 bytes whatever n and n_boot are.
 _CHUNK_ELEMENTS = 1 << 22
@@ -215,3 +248,52 @@ def length_adjusted_difference(
         raise ValueError(f"lengths_a {la.shape} are not paired with scores_a {a.shape}")
     cmp = paired_comparison(a - slope * la, b - slope * lb, samples_per_prompt, n_boot, seed)
     return slope, cmp.diff, cmp.diff_low, cmp.diff_high
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float] | None:
+    """The Wilson score interval of a proportion (95% for z = 1.96); None when n = 0."""
+    if n == 0:
+        return None
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def pairwise_agreement(units: Units) -> tuple[float | None, dict[str, float | None]]:
+    """``(overall, {annotator: theirs})``: shares of agreeing annotator pairs (None where there are none)."""
+    agree = total = 0
+    mine: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for values in units.values():
+        people = sorted(values)
+        for x in range(len(people)):
+            for y in range(x + 1, len(people)):
+                same = int(values[people[x]] == values[people[y]])
+                agree, total = agree + same, total + 1
+                for who in (people[x], people[y]):
+                    mine[who][0] += same
+                    mine[who][1] += 1
+    per = {who: a / t for who, (a, t) in mine.items()}
+    return (agree / total if total else None), per
+
+
+def krippendorff_alpha(units: Units) -> tuple[float | None, dict[str, float | None]]:
+    """``(alpha, {annotator: alpha_a})``, nominal, as defined in the module docstring."""
+    counts: Counter[str] = Counter()
+    disagreement: dict[str, list[float]] = defaultdict(list)  # annotator -> D for each of their values
+    for values in units.values():
+        m = len(values)
+        if m < 2:
+            continue
+        counts.update(values.values())
+        for who, v in values.items():
+            others = sum(1 for w, u in values.items() if w != who and u != v)
+            disagreement[who].append(others / (m - 1))
+    n = sum(counts.values())
+    chance = sum(counts[c] * counts[k] for c in counts for k in counts if c != k)
+    if n < 2 or chance == 0:
+        return None, {who: None for who in disagreement}
+    expected = chance / (n * (n - 1))
+    observed = sum(sum(d) for d in disagreement.values()) / n
+    per = {who: 1 - (sum(d) / len(d)) / expected for who, d in disagreement.items()}
+    return 1 - observed / expected, per

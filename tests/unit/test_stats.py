@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from rlhfkit.eval.winrate import (
+from rlhfkit.stats import (
     WinRate,
     bootstrap_mean_ci,
     length_adjusted_difference,

@@ -54,6 +54,18 @@ class ItemRecord:
         blob = json.dumps([self.prompt, [r.text for r in self.responses]], sort_keys=True)
         return "sha1:" + hashlib.sha1(blob.encode("utf-8")).hexdigest()[:16]
 
+    def to_json(self) -> dict[str, Any]:
+        """The item as the JSON object :func:`parse_item` reads back (each response ``{"text", **meta}``)."""
+        record: dict[str, Any] = {
+            "prompt": self.prompt,
+            "responses": [{**(r.meta or {}), "text": r.text} for r in self.responses],
+        }
+        if self.external_id is not None:
+            record["id"] = self.external_id
+        if self.meta:
+            record["meta"] = self.meta
+        return record
+
 
 class InvalidItem(ValueError):
     """An item record that cannot be used; `field` names the field at fault."""

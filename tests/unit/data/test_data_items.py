@@ -7,7 +7,7 @@ import json
 import pytest
 
 from rlhfkit.data import DataError
-from rlhfkit.feedback.items import InvalidItem, ItemRecord, ResponseRecord, parse_item, read_items
+from rlhfkit.data.items import InvalidItem, ItemRecord, ResponseRecord, parse_item, read_items
 
 
 def test_item_forms():
@@ -63,3 +63,16 @@ def test_read_items_names_the_line(tmp_path):
     path.write_text(good + "\n{oops\n")
     with pytest.raises(DataError, match=r"items.jsonl:2: malformed JSON"):
         list(read_items(path))
+
+
+def test_an_item_round_trips_through_its_json():
+    item = ItemRecord(
+        [{"role": "user", "content": "Hi"}],
+        (ResponseRecord("Hello.", {"model": "m", "sample": 0}), ResponseRecord("Hey.")),
+        "gen:1",
+        {"source": "generate"},
+    )
+    again = parse_item(json.loads(json.dumps(item.to_json())))
+    assert (
+        again == item and again.meta == item.meta and again.responses[0].meta == {"model": "m", "sample": 0}
+    )

@@ -1,0 +1,136 @@
+"""``rlhfkit generate``: K sampled responses per prompt from a policy, written as item records.
+
+The feedback app never runs a model: this command samples the responses with the project's rollout code
+and writes them as item records (JSONL, :mod:`rlhfkit.data.items`), which ``rlhfkit annotate load``
+then puts into a project::
+
+    rlhfkit generate policy=runs/hh-demo/sft prompts=prompts.jsonl k=2 output=runs/items.jsonl
+    rlhfkit annotate load --project demo runs/items.jsonl
+
+Every response records how it was made (the model, the sampling settings, the sample's index and
+whether it ended with EOS); the item id is a hash of the prompt, the model, the settings, K and the
+prompt's position, so loading the output of the same command twice adds nothing new.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import torch
+from tqdm.auto import tqdm
+
+from rlhfkit.config import option
+from rlhfkit.data import load_prompts
+from rlhfkit.data.items import ItemRecord, ResponseRecord
+from rlhfkit.models.loading import load_policy, load_tokenizer
+from rlhfkit.rollout.config import SAMPLING_RENAMED_KEYS, SamplingConfig
+from rlhfkit.rollout.sampling import rollout
+
+
+@dataclass
+class GenerateConfig:
+    """Sample K responses per prompt from a policy and write them as items for the feedback app."""
+
+    # the flags of the old `rlhfkit annotate generate`, now keys of the sampling section
+    renamed_keys: ClassVar[dict[str, str]] = SAMPLING_RENAMED_KEYS
+
+    policy: str = option(
+        "smollm2-135m-instruct", "policy to sample from: a folder, a built-in name or a hub id"
+    )
+    prompts: str = option("prompts.jsonl", "prompts file ({prompt} or preference records)")
+    output: str = option(
+        "runs/items.jsonl", "the item records (JSONL) to write; `rlhfkit annotate load` reads it"
+    )
+    k: int = option(2, "responses per prompt (an item needs at least 2)")
+    sampling: SamplingConfig = option(
+        SamplingConfig(max_prompt_length=512, max_new_tokens=128, temperature=0.8),
+        "how responses are sampled (temperature > 0: K greedy samples would be equal)",
+    )
+    use_chat_template: bool = option(True, "render prompts with the policy tokenizer's chat template")
+    seed: int = option(0, "sampling seed")
+    batch_size: int = option(8, "prompts per sampling batch (each repeated K times)")
+    limit: int | None = option(None, "use only the first N prompts (null: every one)")
+    skip_invalid: bool = option(False, "count and report bad prompt records instead of stopping at the first")
+
+    def __post_init__(self):
+        if self.k < 2:
+            raise ValueError(f"an item needs at least 2 responses; got k={self.k}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1; got {self.batch_size}")
+        if self.sampling.temperature <= 0:
+            raise ValueError(
+                "sampling.temperature must be > 0: greedy decoding would give K identical responses"
+            )
+        if self.limit is not None and self.limit < 1:
+            raise ValueError(f"limit must be at least 1 (or null); got {self.limit}")
+
+
+def generate_items(cfg: GenerateConfig) -> Iterator[ItemRecord]:
+    """The items: ``cfg.k`` responses for each prompt of ``cfg.prompts`` (any file ``load_prompts``
+    reads), sampled one batch of ``cfg.batch_size`` prompts at a time.
+
+    Raises:
+        rlhfkit.data.DataError: a bad prompt record (unless ``cfg.skip_invalid``), or no prompts.
+        rlhfkit.models.loading.ModelNotFoundError: ``cfg.policy`` cannot be found.
+    """
+    report = load_prompts(cfg.prompts, skip_invalid=cfg.skip_invalid)
+    if report.skipped:
+        print(f"[rlhfkit] {report.summary()}", flush=True)
+    prompts = [record.prompt for record in report.records][: cfg.limit]
+    tokenizer = load_tokenizer(cfg.policy, padding_side="left")
+    policy = load_policy(cfg.policy, trainable=False)
+    device = next(policy.parameters()).device
+    generator = torch.Generator(device=device).manual_seed(cfg.seed)
+    made_by = {
+        "model": str(cfg.policy),
+        **asdict(cfg.sampling),
+        "use_chat_template": cfg.use_chat_template,
+        "seed": cfg.seed,
+    }
+    for start in tqdm(range(0, len(prompts), cfg.batch_size), desc="generate", unit="batch"):
+        batch = prompts[start : start + cfg.batch_size]
+        repeated = [p for p in batch for _ in range(cfg.k)]
+        out = rollout(
+            policy,
+            tokenizer,
+            repeated,
+            cfg.sampling,
+            use_chat_template=cfg.use_chat_template,
+            generator=generator,
+        )
+        for b, prompt in enumerate(batch):
+            responses = tuple(
+                ResponseRecord(
+                    out.response_texts[row], {**made_by, "sample": n, "has_eos": bool(out.has_eos[row])}
+                )
+                for n, row in enumerate(range(b * cfg.k, (b + 1) * cfg.k))
+            )
+            key = json.dumps([prompt, made_by, cfg.k, start + b], sort_keys=True)
+            item_id = "gen:" + hashlib.sha1(key.encode("utf-8")).hexdigest()[:16]
+            yield ItemRecord(prompt, responses, item_id, {"source": "generate", "prompts": cfg.prompts})
+
+
+def generate(cfg: GenerateConfig) -> Path:
+    """Write :func:`generate_items` to ``cfg.output`` (JSONL, atomically: a crash leaves no half file).
+
+    Returns:
+        The output path.
+    """
+    out = Path(cfg.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    n = 0
+    with tmp.open("w", encoding="utf-8") as f:
+        for item in generate_items(cfg):
+            f.write(json.dumps(item.to_json(), ensure_ascii=False) + "\n")
+            n += 1
+    os.replace(tmp, out)
+    print(f"[rlhfkit] {n} items ({cfg.k} responses each) from {cfg.policy} -> {out}", flush=True)
+    print(f"[rlhfkit] load them: rlhfkit annotate load --project <name> {out}", flush=True)
+    return out
