@@ -9,6 +9,11 @@ Formats (see ARCHITECTURE.md, "Data formats we speak"):
 - ``hh``: ``{"chosen", "rejected"}`` full HH-RLHF dialogues, split by `split_hh_dialogue`. An empty final
   assistant turn is kept (in HH-harmless, silence is a real, annotated reply); elsewhere an empty
   response is an error.
+- ``tldr``: OpenAI's summarize-from-feedback comparisons (Reddit TL;DR and CNN/DM; Stiennon et al. 2020),
+  ``{"info", "summaries", "choice", "worker", "extra"}``, read by :mod:`rlhfkit.data.tldr` with its
+  defaults (the paper's query format cut to 2000 characters, no margin); each record's ``group`` is its
+  post id, so that the split keeps every post on one side. `rlhfkit.data.tldr` has the options (margin
+  from the labeler's confidence, the human reference as the SFT target).
 
 Every problem is a `DataError` naming the path, line and field. With ``skip_invalid=False`` the first
 one is raised; with ``skip_invalid=True`` each is recorded in `LoadReport.skipped` and loading goes on.
@@ -26,10 +31,11 @@ from rlhfkit.data.errors import DataError, LoadReport, SkippedRecord
 from rlhfkit.data.hh import HHFormatError, split_hh_dialogue
 from rlhfkit.data.reading import iter_raw_records, read_records
 from rlhfkit.data.records import PreferencePair, Prompt, PromptOnly, SFTExample
+from rlhfkit.data.tldr import TLDRFormatError, is_tldr_row, tldr_pair, tldr_sft
 
 __all__ = ["load_preferences", "load_prompts", "load_sft", "read_records", "train_eval_split"]
 
-_FORMATS = ("auto", "trl", "hh")
+_FORMATS = ("auto", "trl", "hh", "tldr")
 _ROLES = ("system", "user", "assistant")
 T = TypeVar("T")
 
@@ -151,25 +157,40 @@ def _preference_hh(record: dict) -> PreferencePair:
     return PreferencePair(prompt, chosen, rejected, _margin(record))
 
 
+def _preference_tldr(record: dict) -> PreferencePair:
+    try:
+        return tldr_pair(record)
+    except TLDRFormatError as e:
+        raise _Invalid(e.field, str(e)) from None
+
+
 def _preference_any(record: dict) -> PreferencePair:
-    """A preference record of either format, told apart per record like ``format="auto"``."""
+    """A preference record of any format, told apart per record like ``format="auto"``."""
+    if is_tldr_row(record):
+        return _preference_tldr(record)
     trl = record.get("prompt") is not None or isinstance(record.get("chosen"), list)
     return _preference_trl(record) if trl else _preference_hh(record)
 
 
 def _prompt_only(record: dict) -> PromptOnly:
-    if record.get("chosen") is None:
+    if record.get("chosen") is None and not is_tldr_row(record):
         return PromptOnly(_prompt(record))
-    return PromptOnly(_preference_any(record).prompt)
+    pair = _preference_any(record)
+    return PromptOnly(pair.prompt, group=pair.group)
 
 
 def _sft(record: dict) -> SFTExample:
+    if is_tldr_row(record):
+        try:
+            return tldr_sft(record, "preferred")
+        except TLDRFormatError as e:
+            raise _Invalid(e.field, str(e)) from None
     field = next((f for f in ("response", "completion") if record.get(f) is not None), None)
     if field is None:
         if record.get("chosen") is None:
             raise _Invalid("response", "missing field (expected 'response', 'completion' or 'chosen')")
         pair = _preference_any(record)
-        return SFTExample(pair.prompt, pair.chosen)
+        return SFTExample(pair.prompt, pair.chosen, group=pair.group)
     prompt = _prompt(record)
     prefix, text = _response(record, field)
     _check_prefix(field, prefix, prompt)
@@ -211,10 +232,11 @@ def _load(
 
 
 def load_preferences(path: str | os.PathLike, format: str = "auto", skip_invalid: bool = False) -> LoadReport:
-    """Load `PreferencePair` records from a ``trl`` or ``hh`` file (see the module docstring).
+    """Load `PreferencePair` records from a ``trl``, ``hh`` or ``tldr`` file (see the module docstring).
 
-    ``format="auto"`` decides from the first record: ``trl`` if it has a ``prompt`` or its ``chosen``
-    is a list of messages, else ``hh``.
+    ``format="auto"`` decides from the first record: ``tldr`` if it has ``info`` or ``summaries`` (and
+    neither ``prompt`` nor ``chosen``), ``trl`` if it has a ``prompt`` or its ``chosen`` is a list of
+    messages, else ``hh``.
 
     Raises:
         DataError: (with path, line and field) for a malformed JSON line or a line that is not an object;
@@ -222,8 +244,9 @@ def load_preferences(path: str | os.PathLike, format: str = "auto", skip_invalid
             chat message; an empty or whitespace-only ``'chosen'``/``'rejected'`` response (not for HH,
             see above); an HH pair whose prompts differ (field ``'rejected'``, reason
             ``"HH prompts differ: ..."``) or a dialogue without ``"\\n\\nAssistant:"``; a ``'margin'``
-            that is not a finite number. Unless `skip_invalid`, in which case they are counted in
-            ``report.skipped``. Also raised (always) for a file with no records, or no valid ones.
+            that is not a finite number; a bad ``tldr`` row (see `rlhfkit.data.tldr`). Unless
+            `skip_invalid`, in which case they are counted in ``report.skipped``. Also raised (always)
+            for a file with no records, or no valid ones.
         FileNotFoundError: see `read_records`.
         ValueError: for an unknown `format`.
     """
@@ -232,15 +255,18 @@ def load_preferences(path: str | os.PathLike, format: str = "auto", skip_invalid
 
     def choose(first: dict) -> Callable[[dict], PreferencePair]:
         fmt = format
-        if fmt == "auto":
+        if fmt == "auto" and is_tldr_row(first):
+            fmt = "tldr"
+        elif fmt == "auto":
             fmt = "trl" if "prompt" in first or isinstance(first.get("chosen"), list) else "hh"
-        return _preference_trl if fmt == "trl" else _preference_hh
+        return {"trl": _preference_trl, "hh": _preference_hh, "tldr": _preference_tldr}[fmt]
 
     return _load(path, choose, skip_invalid)
 
 
 def load_prompts(path: str | os.PathLike, skip_invalid: bool = False) -> LoadReport:
-    """Load `PromptOnly` records: ``{"prompt"}`` records, or the prompt of preference records.
+    """Load `PromptOnly` records: ``{"prompt"}`` records, or the prompt of preference records (``tldr``
+    rows included: the query, one per comparison, grouped by post).
 
     A preference record (one with ``chosen``) is validated as a whole pair, exactly as
     `load_preferences` does, and gives its prompt: an HH file feeds PPO as is, and the records kept (and
@@ -257,8 +283,9 @@ def load_prompts(path: str | os.PathLike, skip_invalid: bool = False) -> LoadRep
 
 def load_sft(path: str | os.PathLike, skip_invalid: bool = False) -> LoadReport:
     """Load `SFTExample` records: ``{prompt, response}``, ``{prompt, completion}``, or preference records
-    (``trl`` or ``hh``, validated as whole pairs like `load_preferences`) with the chosen reply as the
-    response.
+    (``trl``, ``hh`` or ``tldr``, validated as whole pairs like `load_preferences`) with the chosen reply
+    as the response (for ``tldr`` the preferred summary, one per comparison, grouped by post; the human
+    reference is `rlhfkit.data.tldr.load_tldr_sft` with ``target="ref"``).
 
     Raises:
         DataError: for a malformed or non-object line, a missing, empty or wrongly typed ``'prompt'`` or
