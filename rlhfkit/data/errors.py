@@ -50,6 +50,17 @@ class DataError(ValueError):
         return (type(self), (self.path, self.line, self.field, self.reason))
 
 
+class InvalidRecord(ValueError):
+    """A bad record, before the loader knows where it is: `field` names the field at fault (None: the
+    record as a whole); :func:`rlhfkit.data.reading.load_report` turns it into a DataError with the path
+    and line."""
+
+    def __init__(self, field: str | None, reason: str) -> None:
+        super().__init__(reason)
+        self.field = field
+        self.reason = reason
+
+
 @dataclass
 class SkippedRecord:
     """A record left out by a loader running with ``skip_invalid=True``."""

@@ -27,26 +27,18 @@ import random
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from rlhfkit.data.errors import DataError, LoadReport, SkippedRecord
+from rlhfkit.data.errors import InvalidRecord as _Invalid
+from rlhfkit.data.errors import LoadReport
 from rlhfkit.data.hh import HHFormatError, split_hh_dialogue
-from rlhfkit.data.reading import iter_raw_records, read_records
+from rlhfkit.data.reading import load_report, read_records
 from rlhfkit.data.records import PreferencePair, Prompt, PromptOnly, SFTExample
-from rlhfkit.data.tldr import TLDRFormatError, is_tldr_row, tldr_pair, tldr_sft
+from rlhfkit.data.tldr import is_tldr_row, tldr_pair, tldr_sft
 
 __all__ = ["load_preferences", "load_prompts", "load_sft", "read_records", "train_eval_split"]
 
 _FORMATS = ("auto", "trl", "hh", "tldr")
 _ROLES = ("system", "user", "assistant")
 T = TypeVar("T")
-
-
-class _Invalid(Exception):
-    """A bad record; the loader turns it into a DataError with the path and line."""
-
-    def __init__(self, field: str | None, reason: str) -> None:
-        super().__init__(reason)
-        self.field = field
-        self.reason = reason
 
 
 def _type_name(value: Any) -> str:
@@ -157,17 +149,10 @@ def _preference_hh(record: dict) -> PreferencePair:
     return PreferencePair(prompt, chosen, rejected, _margin(record))
 
 
-def _preference_tldr(record: dict) -> PreferencePair:
-    try:
-        return tldr_pair(record)
-    except TLDRFormatError as e:
-        raise _Invalid(e.field, str(e)) from None
-
-
 def _preference_any(record: dict) -> PreferencePair:
     """A preference record of any format, told apart per record like ``format="auto"``."""
     if is_tldr_row(record):
-        return _preference_tldr(record)
+        return tldr_pair(record)
     trl = record.get("prompt") is not None or isinstance(record.get("chosen"), list)
     return _preference_trl(record) if trl else _preference_hh(record)
 
@@ -181,10 +166,7 @@ def _prompt_only(record: dict) -> PromptOnly:
 
 def _sft(record: dict) -> SFTExample:
     if is_tldr_row(record):
-        try:
-            return tldr_sft(record, "preferred")
-        except TLDRFormatError as e:
-            raise _Invalid(e.field, str(e)) from None
+        return tldr_sft(record, "preferred")
     field = next((f for f in ("response", "completion") if record.get(f) is not None), None)
     if field is None:
         if record.get("chosen") is None:
@@ -195,40 +177,6 @@ def _sft(record: dict) -> SFTExample:
     prefix, text = _response(record, field)
     _check_prefix(field, prefix, prompt)
     return SFTExample(prompt, text)
-
-
-def _load(
-    path: str | os.PathLike, choose: Callable[[dict], Callable[[dict], T]], skip_invalid: bool
-) -> LoadReport:
-    path = os.fspath(path)
-    report = LoadReport(path)
-    parse: Callable[[dict], T] | None = None
-    for line, item in iter_raw_records(path):
-        if isinstance(item, DataError):
-            error = item
-        else:
-            if parse is None:
-                parse = choose(item)
-            try:
-                report.records.append(parse(item))
-                continue
-            except _Invalid as e:
-                error = DataError(path, line, e.field, e.reason)
-        if not skip_invalid:
-            raise error
-        report.skipped.append(SkippedRecord(line, error.field, error.reason))
-    if not report.records:
-        if report.skipped:
-            first = report.skipped[0]
-            raise DataError(
-                path,
-                None,
-                None,
-                f"no valid records: all {len(report.skipped)} were skipped "
-                f"(first at line {first.line}: {first.reason})",
-            )
-        raise DataError(path, None, None, "no records")
-    return report
 
 
 def load_preferences(path: str | os.PathLike, format: str = "auto", skip_invalid: bool = False) -> LoadReport:
@@ -259,9 +207,9 @@ def load_preferences(path: str | os.PathLike, format: str = "auto", skip_invalid
             fmt = "tldr"
         elif fmt == "auto":
             fmt = "trl" if "prompt" in first or isinstance(first.get("chosen"), list) else "hh"
-        return {"trl": _preference_trl, "hh": _preference_hh, "tldr": _preference_tldr}[fmt]
+        return {"trl": _preference_trl, "hh": _preference_hh, "tldr": tldr_pair}[fmt]
 
-    return _load(path, choose, skip_invalid)
+    return load_report(path, choose, skip_invalid)
 
 
 def load_prompts(path: str | os.PathLike, skip_invalid: bool = False) -> LoadReport:
@@ -278,7 +226,7 @@ def load_prompts(path: str | os.PathLike, skip_invalid: bool = False) -> LoadRep
             for a file with no (valid) records.
         FileNotFoundError: see `read_records`.
     """
-    return _load(path, lambda first: _prompt_only, skip_invalid)
+    return load_report(path, lambda first: _prompt_only, skip_invalid)
 
 
 def load_sft(path: str | os.PathLike, skip_invalid: bool = False) -> LoadReport:
@@ -293,7 +241,7 @@ def load_sft(path: str | os.PathLike, skip_invalid: bool = False) -> LoadReport:
             not an HH dialogue (skipped instead if `skip_invalid`); for a file with no (valid) records.
         FileNotFoundError: see `read_records`.
     """
-    return _load(path, lambda first: _sft, skip_invalid)
+    return load_report(path, lambda first: _sft, skip_invalid)
 
 
 def train_eval_split(records: Sequence[T], eval_fraction: float, seed: int) -> tuple[list[T], list[T]]:

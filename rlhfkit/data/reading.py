@@ -12,10 +12,10 @@ import json
 import os
 import re
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from rlhfkit.data.errors import DataError
+from rlhfkit.data.errors import DataError, InvalidRecord, LoadReport, SkippedRecord
 
 _GZIP_MAGIC = b"\x1f\x8b"
 # "owner/name", "owner/name:split", "owner/name/some/data_files.jsonl.gz[:split]"
@@ -153,3 +153,53 @@ def read_records(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
         if isinstance(item, DataError):
             raise item
         yield line, item
+
+
+def load_report(
+    path: str | os.PathLike,
+    choose: Callable[[dict], Callable[[dict], Any]],
+    skip_invalid: bool,
+    empty: str = "no records",
+) -> LoadReport:
+    """Every record of `path`, parsed: ``choose(first row)`` picks the parser, which returns the record,
+    None (a row that gives no record) or raises :class:`InvalidRecord`. A bad row or line is raised as a
+    DataError (path, line, field), or counted in ``report.skipped`` with `skip_invalid`.
+
+    Raises:
+        DataError: see above; always for a file with no (valid) records (`empty`: the reason when there
+            were rows but none gave a record).
+        FileNotFoundError: see :func:`iter_raw_records`.
+    """
+    path = os.fspath(path)
+    report = LoadReport(path)
+    parse: Callable[[dict], Any] | None = None
+    rows = 0
+    for line, item in iter_raw_records(path):
+        if isinstance(item, DataError):
+            error = item
+        else:
+            rows += 1
+            parse = parse or choose(item)
+            try:
+                record = parse(item)
+            except InvalidRecord as e:
+                error = DataError(path, line, e.field, e.reason)
+            else:
+                if record is not None:
+                    report.records.append(record)
+                continue
+        if not skip_invalid:
+            raise error
+        report.skipped.append(SkippedRecord(line, error.field, error.reason))
+    if not report.records:
+        if report.skipped:
+            first = report.skipped[0]
+            raise DataError(
+                path,
+                None,
+                None,
+                f"no valid records: all {len(report.skipped)} were skipped "
+                f"(first at line {first.line}: {first.reason})",
+            )
+        raise DataError(path, None, None, empty if rows else "no records")
+    return report

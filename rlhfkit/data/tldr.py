@@ -61,11 +61,10 @@ contradicts ``choice`` (1-4 go with choice 0, 6-9 with choice 1, 5 with either),
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
-from typing import Any, Literal
+from typing import Literal
 
-from rlhfkit.data.errors import DataError, LoadReport, SkippedRecord
-from rlhfkit.data.reading import iter_raw_records
+from rlhfkit.data.errors import InvalidRecord, LoadReport
+from rlhfkit.data.reading import load_report
 from rlhfkit.data.records import PreferencePair, SFTExample
 
 __all__ = [
@@ -90,13 +89,9 @@ _CNNDM_QUERY = "ARTICLE: {text}\n\nTL;DR:"
 SFTTarget = Literal["preferred", "ref"]
 
 
-class TLDRFormatError(ValueError):
+class TLDRFormatError(InvalidRecord):
     """A summarize-from-feedback row that cannot be used; `field` names the offending field
     (``"info.post"``, ``"summaries[1].text"``, ``"choice"``, ...)."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
 
 
 def is_tldr_row(row: dict) -> bool:
@@ -307,44 +302,6 @@ def tldr_sft(
     return SFTExample(query, summary["text"], group=post_id, meta=meta)
 
 
-def _load(
-    path: str | os.PathLike, parse: Callable[[dict], Any], skip_invalid: bool, empty: str
-) -> LoadReport:
-    """Records ``parse(row)`` of every row (None: no record, e.g. a row without a reference), errors as in
-    `rlhfkit.data.loaders`: raised, or counted in ``report.skipped`` with `skip_invalid`."""
-    path = os.fspath(path)
-    report = LoadReport(path)
-    n_rows = 0
-    for line, item in iter_raw_records(path):
-        if isinstance(item, DataError):
-            error = item
-        else:
-            n_rows += 1
-            try:
-                record = parse(item)
-            except TLDRFormatError as e:
-                error = DataError(path, line, e.field, str(e))
-            else:
-                if record is not None:
-                    report.records.append(record)
-                continue
-        if not skip_invalid:
-            raise error
-        report.skipped.append(SkippedRecord(line, error.field, error.reason))
-    if not report.records:
-        if report.skipped:
-            first = report.skipped[0]
-            raise DataError(
-                path,
-                None,
-                None,
-                f"no valid records: all {len(report.skipped)} were skipped "
-                f"(first at line {first.line}: {first.reason})",
-            )
-        raise DataError(path, None, None, empty if n_rows else "no records")
-    return report
-
-
 def load_tldr(
     path: str | os.PathLike,
     max_query_chars: int = DEFAULT_MAX_QUERY_CHARS,
@@ -366,7 +323,7 @@ def load_tldr(
     def parse(row: dict) -> PreferencePair:
         return tldr_pair(row, max_query_chars, margin_from_confidence)
 
-    return _load(path, parse, skip_invalid, "no records")
+    return load_report(path, lambda first: parse, skip_invalid, "no records")
 
 
 def load_tldr_sft(
@@ -399,4 +356,9 @@ def load_tldr_sft(
         seen.add(example.group)
         return example
 
-    return _load(path, parse, skip_invalid, f"no records: no row has a summary with policy {REF_POLICY!r}")
+    return load_report(
+        path,
+        lambda first: parse,
+        skip_invalid,
+        f"no records: no row has a summary with policy {REF_POLICY!r}",
+    )
