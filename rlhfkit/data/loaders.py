@@ -10,10 +10,10 @@ Formats (see ARCHITECTURE.md, "Data formats we speak"):
   assistant turn is kept (in HH-harmless, silence is a real, annotated reply); elsewhere an empty
   response is an error.
 - ``tldr``: OpenAI's summarize-from-feedback comparisons (Reddit TL;DR and CNN/DM; Stiennon et al. 2020),
-  ``{"info", "summaries", "choice", "worker", "extra"}``, read by :mod:`rlhfkit.data.tldr` with its
-  defaults (the paper's query format cut to 2000 characters, no margin); each record's ``group`` is its
-  post id, so that the split keeps every post on one side. `rlhfkit.data.tldr` has the options (margin
-  from the labeler's confidence, the human reference as the SFT target).
+  ``{"info", "summaries", "choice", "worker", "extra"}``, read by :mod:`rlhfkit.data.tldr` with the
+  `TLDROptions` given as ``tldr=`` (default: the paper's query format cut to 2000 characters, no margin,
+  the preferred summary as the SFT target); each record's ``group`` is its post id, so that the split
+  keeps every post on one side. `load_prompts` gives each post's query once.
 
 Every problem is a `DataError` naming the path, line and field. With ``skip_invalid=False`` the first
 one is raised; with ``skip_invalid=True`` each is recorded in `LoadReport.skipped` and loading goes on.
@@ -32,13 +32,14 @@ from rlhfkit.data.errors import LoadReport
 from rlhfkit.data.hh import HHFormatError, split_hh_dialogue
 from rlhfkit.data.reading import load_report, read_records
 from rlhfkit.data.records import PreferencePair, Prompt, PromptOnly, SFTExample
-from rlhfkit.data.tldr import is_tldr_row, tldr_pair, tldr_sft
+from rlhfkit.data.tldr import TLDROptions, is_tldr_row, pair_parser, prompt_parser, sft_parser
 
 __all__ = ["load_preferences", "load_prompts", "load_sft", "read_records", "train_eval_split"]
 
 _FORMATS = ("auto", "trl", "hh", "tldr")
 _ROLES = ("system", "user", "assistant")
 T = TypeVar("T")
+_TLDR = TLDROptions()  # the defaults: the query cut to 2000 characters, no margin, preferred summaries
 
 
 def _type_name(value: Any) -> str:
@@ -149,37 +150,50 @@ def _preference_hh(record: dict) -> PreferencePair:
     return PreferencePair(prompt, chosen, rejected, _margin(record))
 
 
-def _preference_any(record: dict) -> PreferencePair:
+def _preference_any(record: dict, tldr: TLDROptions) -> PreferencePair:
     """A preference record of any format, told apart per record like ``format="auto"``."""
     if is_tldr_row(record):
-        return tldr_pair(record)
+        return pair_parser(tldr)(record)
     trl = record.get("prompt") is not None or isinstance(record.get("chosen"), list)
     return _preference_trl(record) if trl else _preference_hh(record)
 
 
-def _prompt_only(record: dict) -> PromptOnly:
-    if record.get("chosen") is None and not is_tldr_row(record):
-        return PromptOnly(_prompt(record))
-    pair = _preference_any(record)
-    return PromptOnly(pair.prompt, group=pair.group)
+def _prompt_only(tldr: TLDROptions) -> Callable[[dict], PromptOnly | None]:
+    tldr_prompt = prompt_parser(tldr)  # one prompt per post
 
-
-def _sft(record: dict) -> SFTExample:
-    if is_tldr_row(record):
-        return tldr_sft(record, "preferred")
-    field = next((f for f in ("response", "completion") if record.get(f) is not None), None)
-    if field is None:
+    def parse(record: dict) -> PromptOnly | None:
+        if is_tldr_row(record):
+            return tldr_prompt(record)
         if record.get("chosen") is None:
-            raise _Invalid("response", "missing field (expected 'response', 'completion' or 'chosen')")
-        pair = _preference_any(record)
-        return SFTExample(pair.prompt, pair.chosen, group=pair.group)
-    prompt = _prompt(record)
-    prefix, text = _response(record, field)
-    _check_prefix(field, prefix, prompt)
-    return SFTExample(prompt, text)
+            return PromptOnly(_prompt(record))
+        return PromptOnly(_preference_any(record, tldr).prompt)
+
+    return parse
 
 
-def load_preferences(path: str | os.PathLike, format: str = "auto", skip_invalid: bool = False) -> LoadReport:
+def _sft(tldr: TLDROptions) -> Callable[[dict], SFTExample | None]:
+    tldr_sft = sft_parser(tldr)
+
+    def parse(record: dict) -> SFTExample | None:
+        if is_tldr_row(record):
+            return tldr_sft(record)
+        field = next((f for f in ("response", "completion") if record.get(f) is not None), None)
+        if field is None:
+            if record.get("chosen") is None:
+                raise _Invalid("response", "missing field (expected 'response', 'completion' or 'chosen')")
+            pair = _preference_any(record, tldr)
+            return SFTExample(pair.prompt, pair.chosen)
+        prompt = _prompt(record)
+        prefix, text = _response(record, field)
+        _check_prefix(field, prefix, prompt)
+        return SFTExample(prompt, text)
+
+    return parse
+
+
+def load_preferences(
+    path: str | os.PathLike, format: str = "auto", skip_invalid: bool = False, tldr: TLDROptions = _TLDR
+) -> LoadReport:
     """Load `PreferencePair` records from a ``trl``, ``hh`` or ``tldr`` file (see the module docstring).
 
     ``format="auto"`` decides from the first record: ``tldr`` if it has ``info`` or ``summaries`` (and
@@ -207,14 +221,16 @@ def load_preferences(path: str | os.PathLike, format: str = "auto", skip_invalid
             fmt = "tldr"
         elif fmt == "auto":
             fmt = "trl" if "prompt" in first or isinstance(first.get("chosen"), list) else "hh"
-        return {"trl": _preference_trl, "hh": _preference_hh, "tldr": tldr_pair}[fmt]
+        return {"trl": _preference_trl, "hh": _preference_hh, "tldr": pair_parser(tldr)}[fmt]
 
     return load_report(path, choose, skip_invalid)
 
 
-def load_prompts(path: str | os.PathLike, skip_invalid: bool = False) -> LoadReport:
+def load_prompts(
+    path: str | os.PathLike, skip_invalid: bool = False, tldr: TLDROptions = _TLDR
+) -> LoadReport:
     """Load `PromptOnly` records: ``{"prompt"}`` records, or the prompt of preference records (``tldr``
-    rows included: the query, one per comparison, grouped by post).
+    rows included: the query, once per post, its later comparisons still validated).
 
     A preference record (one with ``chosen``) is validated as a whole pair, exactly as
     `load_preferences` does, and gives its prompt: an HH file feeds PPO as is, and the records kept (and
@@ -226,14 +242,14 @@ def load_prompts(path: str | os.PathLike, skip_invalid: bool = False) -> LoadRep
             for a file with no (valid) records.
         FileNotFoundError: see `read_records`.
     """
-    return load_report(path, lambda first: _prompt_only, skip_invalid)
+    return load_report(path, lambda first: _prompt_only(tldr), skip_invalid)
 
 
-def load_sft(path: str | os.PathLike, skip_invalid: bool = False) -> LoadReport:
+def load_sft(path: str | os.PathLike, skip_invalid: bool = False, tldr: TLDROptions = _TLDR) -> LoadReport:
     """Load `SFTExample` records: ``{prompt, response}``, ``{prompt, completion}``, or preference records
     (``trl``, ``hh`` or ``tldr``, validated as whole pairs like `load_preferences`) with the chosen reply
-    as the response (for ``tldr`` the preferred summary, one per comparison, grouped by post; the human
-    reference is `rlhfkit.data.tldr.load_tldr_sft` with ``target="ref"``).
+    as the response (for ``tldr`` the preferred summary, one per comparison, or with
+    ``tldr.sft_target="ref"`` the human reference, one per post that has one).
 
     Raises:
         DataError: for a malformed or non-object line, a missing, empty or wrongly typed ``'prompt'`` or
@@ -241,7 +257,7 @@ def load_sft(path: str | os.PathLike, skip_invalid: bool = False) -> LoadReport:
             not an HH dialogue (skipped instead if `skip_invalid`); for a file with no (valid) records.
         FileNotFoundError: see `read_records`.
     """
-    return load_report(path, lambda first: _sft, skip_invalid)
+    return load_report(path, lambda first: _sft(tldr), skip_invalid)
 
 
 def train_eval_split(records: Sequence[T], eval_fraction: float, seed: int) -> tuple[list[T], list[T]]:

@@ -18,6 +18,7 @@ from typing import Any, Literal, TypeVar
 from rlhfkit.config import option
 from rlhfkit.data.errors import DataError, LoadReport
 from rlhfkit.data.loaders import train_eval_split
+from rlhfkit.data.tldr import DEFAULT_MAX_QUERY_CHARS, TLDROptions
 
 HH_DATA = "../shared/data/hh-rlhf/harmless-base-2000.jsonl.gz"
 T = TypeVar("T")
@@ -43,6 +44,24 @@ class DataConfig:
     )
     max_train: int | None = option(None, "use at most this many training records (after the split)")
     max_eval: int | None = option(None, "use at most this many held-out records")
+    max_query_chars: int = option(
+        DEFAULT_MAX_QUERY_CHARS,
+        "tldr: longest query in characters; a longer post is cut at a word boundary to fit (never a summary)",
+    )
+    margin_from_confidence: bool = option(
+        False, "tldr: margin |confidence - 5| / 4 from the labeler's 1-9 confidence (reward training)"
+    )
+    sft_target: Literal["preferred", "ref"] = option(
+        "preferred",
+        "tldr: SFT on the preferred summary of every comparison, or on each post's human reference (ref)",
+    )
+
+    def __post_init__(self) -> None:
+        self.tldr_options()  # a bad max_query_chars fails when the config is read
+
+    def tldr_options(self) -> TLDROptions:
+        """The ``tldr`` options of this section, as the loaders take them."""
+        return TLDROptions(self.max_query_chars, self.margin_from_confidence, self.sft_target)
 
 
 def _unit_hash(seed: int, group: Hashable) -> float:
@@ -101,9 +120,9 @@ def _halves_by_group(train: list) -> tuple[list, list]:
 
 
 def load_split(data: DataConfig, loader: Callable[..., LoadReport]) -> tuple[list, list]:
-    """Load records with ``loader(path, skip_invalid=...)`` and split them into (train, eval), both capped;
-    ``data.train_part`` keeps the first or second half of the training split (the first half holds
-    ``ceil(n / 2)`` records).
+    """Load records with ``loader(path, skip_invalid=..., tldr=data.tldr_options())`` and split them into
+    (train, eval), both capped; ``data.train_part`` keeps the first or second half of the training split
+    (the first half holds ``ceil(n / 2)`` records).
 
     Records with a ``group`` (``tldr`` data: the post id) are split by `group_train_eval_split`
     instead: ``eval_fraction`` of the posts (in expectation) are held out, no post is on both sides,
@@ -118,7 +137,7 @@ def load_split(data: DataConfig, loader: Callable[..., LoadReport]) -> tuple[lis
         rlhfkit.data.DataError: bad input (file, line, field), unless ``data.skip_invalid``; also when
             some records have a group and others not (a file that mixes ``tldr`` rows with others).
     """
-    report = loader(data.path, skip_invalid=data.skip_invalid)
+    report = loader(data.path, skip_invalid=data.skip_invalid, tldr=data.tldr_options())
     if report.skipped:
         print(f"[rlhfkit] {report.summary()}", flush=True)
     grouped = [_group_of(r) is not None for r in report.records]

@@ -61,21 +61,27 @@ contradicts ``choice`` (1-4 go with choice 0, 6-9 with choice 1, 5 with either),
 from __future__ import annotations
 
 import os
-from typing import Literal
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal, TypeVar
 
 from rlhfkit.data.errors import InvalidRecord, LoadReport
 from rlhfkit.data.reading import load_report
-from rlhfkit.data.records import PreferencePair, SFTExample
+from rlhfkit.data.records import PreferencePair, PromptOnly, SFTExample
 
 __all__ = [
     "DEFAULT_MAX_QUERY_CHARS",
     "MIN_QUERY_CHARS",
     "TLDRFormatError",
+    "TLDROptions",
     "confidence_margin",
     "is_tldr_row",
     "load_tldr",
     "load_tldr_sft",
+    "pair_parser",
+    "prompt_parser",
     "render_query",
+    "sft_parser",
     "tldr_pair",
     "tldr_sft",
     "truncate_words",
@@ -87,6 +93,7 @@ REF_POLICY = "ref"
 _TLDR_QUERY = "SUBREDDIT: r/{subreddit}\nTITLE: {title}\nPOST: {text}\nTL;DR:"
 _CNNDM_QUERY = "ARTICLE: {text}\n\nTL;DR:"
 SFTTarget = Literal["preferred", "ref"]
+T = TypeVar("T")
 
 
 class TLDRFormatError(InvalidRecord):
@@ -302,6 +309,68 @@ def tldr_sft(
     return SFTExample(query, summary["text"], group=post_id, meta=meta)
 
 
+@dataclass(frozen=True)
+class TLDROptions:
+    """How comparison rows become records: the options of `load_tldr` and `load_tldr_sft`, and of
+    :mod:`rlhfkit.data.loaders` (``data.max_query_chars``, ``data.margin_from_confidence`` and
+    ``data.sft_target`` of a stage config)."""
+
+    max_query_chars: int = DEFAULT_MAX_QUERY_CHARS
+    margin_from_confidence: bool = False
+    sft_target: SFTTarget = "preferred"
+
+    def __post_init__(self) -> None:
+        _check_max_query_chars(self.max_query_chars)
+        if self.sft_target not in ("preferred", "ref"):
+            raise ValueError(f"sft_target must be 'preferred' or 'ref', got {self.sft_target!r}")
+
+
+def pair_parser(options: TLDROptions) -> Callable[[dict], PreferencePair]:
+    """A row -> `PreferencePair` function (`tldr_pair` with `options`)."""
+
+    def parse(row: dict) -> PreferencePair:
+        return tldr_pair(row, options.max_query_chars, options.margin_from_confidence)
+
+    return parse
+
+
+def _first_per_post(make: Callable[[dict], T | None]) -> Callable[[dict], T | None]:
+    """``make`` with every record after the first of its post (its `group`) replaced by None."""
+    seen: set[str] = set()
+
+    def parse(row: dict) -> T | None:
+        record = make(row)
+        if record is None or record.group in seen:
+            return None
+        seen.add(record.group)
+        return record
+
+    return parse
+
+
+def sft_parser(options: TLDROptions) -> Callable[[dict], SFTExample | None]:
+    """A row -> `SFTExample` function: the preferred summary of every row (``sft_target="preferred"``),
+    or the human reference once per post (``"ref"``: None for a row without one or a later row of a post
+    already given). Stateful: make a new one for each file."""
+
+    def parse(row: dict) -> SFTExample | None:
+        return tldr_sft(row, options.sft_target, options.max_query_chars)
+
+    return parse if options.sft_target == "preferred" else _first_per_post(parse)
+
+
+def prompt_parser(options: TLDROptions) -> Callable[[dict], PromptOnly | None]:
+    """A row -> `PromptOnly` function giving each post's query once (None for its later rows, which are
+    still validated as whole pairs): a post judged in several comparisons is one prompt to sample for,
+    not several. Stateful: make a new one for each file."""
+
+    def parse(row: dict) -> PromptOnly:
+        pair = tldr_pair(row, options.max_query_chars)
+        return PromptOnly(pair.prompt, group=pair.group)
+
+    return _first_per_post(parse)
+
+
 def load_tldr(
     path: str | os.PathLike,
     max_query_chars: int = DEFAULT_MAX_QUERY_CHARS,
@@ -318,11 +387,7 @@ def load_tldr(
         FileNotFoundError: see `rlhfkit.data.read_records`.
         ValueError: for a bad `max_query_chars`.
     """
-    _check_max_query_chars(max_query_chars)  # fails before any row does
-
-    def parse(row: dict) -> PreferencePair:
-        return tldr_pair(row, max_query_chars, margin_from_confidence)
-
+    parse = pair_parser(TLDROptions(max_query_chars, margin_from_confidence))  # fails before any row does
     return load_report(path, lambda first: parse, skip_invalid, "no records")
 
 
@@ -342,20 +407,7 @@ def load_tldr_sft(
         FileNotFoundError: see `rlhfkit.data.read_records`.
         ValueError: for an unknown `target` or a bad `max_query_chars`.
     """
-    if target not in ("preferred", "ref"):
-        raise ValueError(f"target must be 'preferred' or 'ref', got {target!r}")
-    _check_max_query_chars(max_query_chars)
-    seen: set[str] = set()
-
-    def parse(row: dict) -> SFTExample | None:
-        example = tldr_sft(row, target, max_query_chars)
-        if example is None or target == "preferred":
-            return example
-        if example.group in seen:
-            return None
-        seen.add(example.group)
-        return example
-
+    parse = sft_parser(TLDROptions(max_query_chars, sft_target=target))
     return load_report(
         path,
         lambda first: parse,

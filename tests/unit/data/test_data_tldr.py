@@ -256,6 +256,8 @@ def test_auto_format_and_every_loader_read_tldr_rows(tmp_path):
     assert pairs[1].chosen == row()["summaries"][1]["text"]
     assert [p.prompt for p in load_prompts(path)] == [p.prompt for p in pairs]
     assert [p.group for p in load_prompts(path)] == [p.group for p in pairs]
+    again = write_jsonl(tmp_path / "again.jsonl", [row("t3_a"), row("t3_a", worker="W2"), row("t3_b")])
+    assert [p.group for p in load_prompts(again)] == ["t3_a", "t3_b"]  # a post is one prompt
     sft = load_sft(path)
     assert [(s.prompt, s.response, s.group) for s in sft] == [(p.prompt, p.chosen, p.group) for p in pairs]
     assert load_preferences(path, format="tldr").records == pairs.records
@@ -287,6 +289,31 @@ def test_sft_preferred_and_reference(tmp_path):
         load_tldr_sft(write_jsonl(tmp_path / "noref.jsonl", [row()]), target="ref")
     with pytest.raises(ValueError, match="target"):
         load_tldr_sft(path, target="best")
+
+
+def test_data_section_options_reach_every_loader(tmp_path):
+    long_post = "word " * 300
+    ref_row = row("t3_r", choice=1, confidence=9, policies=("sup4_ppo", "ref"), post=long_post)
+    path = write_jsonl(tmp_path / "cmp.jsonl", [row("t3_a", confidence=4), ref_row])
+    data = DataConfig(
+        path=str(path),
+        format="tldr",
+        eval_fraction=0.0,
+        max_query_chars=300,
+        margin_from_confidence=True,
+        sft_target="ref",
+    )
+    pairs, _ = load_split(data, functools.partial(load_preferences, format=data.format))
+    assert sorted(p.margin for p in pairs) == [0.25, 1.0]  # |4 - 5| / 4 and |9 - 5| / 4
+    assert all(len(p.prompt) <= 300 for p in pairs) and max(len(p.prompt) for p in pairs) > 250
+    sft, _ = load_split(data, load_sft)
+    assert [(s.group, s.response) for s in sft] == [("t3_r", row()["summaries"][1]["text"])]
+    prompts, _ = load_split(data, load_prompts)
+    assert sorted(len(p.prompt) <= 300 for p in prompts) == [True, True]
+    with pytest.raises(ValueError, match="max_query_chars"):
+        DataConfig(max_query_chars=10)
+    with pytest.raises(ValueError, match="sft_target"):
+        DataConfig(sft_target="best")
 
 
 def _posts(records):
@@ -323,8 +350,9 @@ def test_load_split_is_by_post_for_tldr(tmp_path):
     assert load_split(data, functools.partial(load_preferences, format=data.format)) == (train, eval_)
     prompts_train, prompts_eval = load_split(data, load_prompts)  # every stage holds out the same posts
     assert _posts(prompts_eval) == _posts(eval_) and _posts(prompts_train) == _posts(train)
-    first, _ = load_split(replace(data, train_part="first_half"), load_prompts)
-    second, _ = load_split(replace(data, train_part="second_half"), load_prompts)
+    assert len(prompts_train) == len(_posts(train))  # one prompt per post
+    first, _ = load_split(replace(data, train_part="first_half"), functools.partial(load_preferences))
+    second, _ = load_split(replace(data, train_part="second_half"), functools.partial(load_preferences))
     assert len(first) + len(second) == len(train) and len(first) >= (len(train) + 1) // 2
     assert not _posts(first) & _posts(second)  # proxy and judge halves share no post either
     capped, capped_eval = load_split(replace(data, max_train=5, max_eval=2), load_prompts)
