@@ -1,4 +1,4 @@
-"""The whole loop in one command: SFT -> reward model (the proxy) -> judge -> PPO -> evaluation.
+"""The whole loop in one command: SFT -> reward model (the proxy) -> judge -> PPO and/or GRPO -> evaluation.
 
 The proxy reward model is what PPO optimises; the judge is a second reward model trained on the other
 half of the training pairs, which no trainer ever loads: the evaluation reports every policy under both,
@@ -29,18 +29,22 @@ from rlhfkit.config import option
 from rlhfkit.data.split import DataConfig
 from rlhfkit.eval.evaluate import EvalConfig, evaluate, format_table
 from rlhfkit.rewards import RewardSpec
+from rlhfkit.trainers.grpo import GRPOConfig, train_grpo
 from rlhfkit.trainers.ppo import PPOConfig, train_ppo
 from rlhfkit.trainers.reward import RewardConfig, train_reward
 from rlhfkit.trainers.saving import read_summary
 from rlhfkit.trainers.sft import SFTConfig, train_sft
 
-Stage = Literal["sft", "reward", "judge", "ppo", "eval"]
-STAGES: tuple[str, ...] = ("sft", "reward", "judge", "ppo", "eval")
+Stage = Literal["sft", "reward", "judge", "ppo", "grpo", "eval"]
+STAGES: tuple[str, ...] = ("sft", "reward", "judge", "ppo", "grpo", "eval")
+DEFAULT_STAGES: tuple[str, ...] = ("sft", "reward", "judge", "ppo", "eval")
+RL_STAGES: tuple[str, ...] = ("ppo", "grpo")  # each optimises the proxy from the SFT policy
 
 
 @dataclass
 class PipelineConfig:
-    """SFT -> reward (proxy) -> judge -> PPO -> eval on one data set; each section configures its stage."""
+    """SFT -> reward (proxy) -> judge -> PPO and/or GRPO -> eval on one data set; each section configures
+    its stage."""
 
     name: str = option("hh-demo", "run name: outputs go to <runs_dir>/<name>/<stage>/")
     runs_dir: str = option("runs", "parent folder of all runs")
@@ -49,7 +53,11 @@ class PipelineConfig:
     judge_backbone: str | None = option(None, "backbone of the judge reward model (default: reward_backbone)")
     data: DataConfig = option(DataConfig, "data for every stage (one shared train/eval split)")
     seed: int = option(0, "seed for every stage")
-    stages: list[Stage] = option(list(STAGES), "stages to run, in order")
+    stages: list[Stage] = option(
+        list(DEFAULT_STAGES),
+        "stages to run, in order; ppo and grpo each tune the SFT policy against the proxy (grpo is not run "
+        "by default), and eval compares every one of them that is listed with SFT",
+    )
     force: bool = option(False, "re-run stages that already finished")
     sft: SFTConfig = option(SFTConfig, "supervised fine-tuning stage")
     reward: RewardConfig = option(
@@ -59,6 +67,7 @@ class PipelineConfig:
         RewardConfig, "judge reward-model stage: the second half of the training pairs; no trainer loads it"
     )
     ppo: PPOConfig = option(PPOConfig, "PPO stage")
+    grpo: GRPOConfig = option(GRPOConfig, "GRPO stage (when listed in stages): its rewards are the proxy")
     eval: EvalConfig = option(EvalConfig, "evaluation stage")
 
 
@@ -95,10 +104,18 @@ def stage_configs(cfg: PipelineConfig) -> dict[str, object]:
             output_dir=out["ppo"],
             **shared,
         ),
+        "grpo": replace(
+            cfg.grpo,
+            policy=out["sft"],
+            reference=out["sft"],
+            rewards=[RewardSpec(kind="model", path=out["reward"], name="proxy")],
+            output_dir=out["grpo"],
+            **shared,
+        ),
         "eval": replace(
             cfg.eval,
             baseline=out["sft"],
-            policies=[out["ppo"]],
+            policies=[out[stage] for stage in RL_STAGES if stage in cfg.stages] or [out["ppo"]],
             reference=out["sft"],
             judges=judges,
             output_dir=out["eval"],
@@ -112,6 +129,7 @@ RUNNERS = {
     "reward": train_reward,
     "judge": train_reward,
     "ppo": train_ppo,
+    "grpo": train_grpo,
     "eval": evaluate,
 }
 
@@ -152,8 +170,9 @@ def format_summary(summaries: dict[str, dict]) -> str:
                 f"{label} held-out pair accuracy {s['eval_accuracy']:.3f} on {s['eval_pairs']} pairs "
                 f"(untrained {s['eval_accuracy_before']:.3f}), trained on {s['train_pairs']} pairs"
             )
-    if "ppo" in summaries:
-        lines.append("PPO     " + format_windows(summaries["ppo"]))
+    for stage in RL_STAGES:
+        if stage in summaries:
+            lines.append(f"{stage.upper():<8}" + format_windows(summaries[stage]))
     if "eval" in summaries:
         lines += ["Eval", format_table(summaries["eval"])]
     walls = {k: v.get("wall_s") for k, v in summaries.items() if v.get("wall_s") is not None}

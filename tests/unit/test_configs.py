@@ -65,6 +65,18 @@ def test_pipeline_config_wires_its_stages(path):
     assert stages["ppo"].reward_model == stages["reward"].output_dir
 
 
+def test_pipeline_grpo_stage_tunes_the_sft_policy_against_the_proxy():
+    cfg = load_config(PipelineConfig, DEMO, ["stages=[sft,reward,judge,ppo,grpo,eval]"])
+    stages = stage_configs(cfg)
+    assert stages["grpo"].policy == stages["grpo"].reference == stages["sft"].output_dir
+    assert [(r.kind, r.path) for r in stages["grpo"].rewards] == [("model", stages["reward"].output_dir)]
+    assert stages["grpo"].data == cfg.data and stages["grpo"].seed == cfg.seed
+    assert stages["eval"].policies == [stages["ppo"].output_dir, stages["grpo"].output_dir]
+    only_grpo = stage_configs(load_config(PipelineConfig, DEMO, ["stages=[sft,reward,judge,grpo,eval]"]))
+    assert only_grpo["eval"].policies == [only_grpo["grpo"].output_dir]
+    assert "grpo" not in load_config(PipelineConfig).stages  # not run unless listed
+
+
 def test_hh_demo_reads_the_shared_hh_data():
     cfg = load_config(PipelineConfig, DEMO)
     assert cfg.data.path.endswith("shared/data/hh-rlhf/harmless-base-2000.jsonl.gz")
