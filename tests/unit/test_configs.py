@@ -24,6 +24,7 @@ COMMAND_OF = {
     "hh-grpo.yaml": "grpo",
     "hh-loop.yaml": "loop",
     "hh-rloo.yaml": "rloo",
+    "tldr-demo.yaml": "pipeline",
 }
 
 
@@ -81,6 +82,25 @@ def test_hh_demo_reads_the_shared_hh_data():
     cfg = load_config(PipelineConfig, DEMO)
     assert cfg.data.path.endswith("shared/data/hh-rlhf/harmless-base-2000.jsonl.gz")
     assert cfg.data.skip_invalid is True
+
+
+TLDR = ROOT / "configs" / "tldr-demo.yaml"
+
+
+def test_tldr_demo_reads_the_comparisons_split_by_post_and_never_cuts_a_summary():
+    cfg = load_config(PipelineConfig, TLDR)
+    assert cfg.data.path.endswith("shared/data/tldr-comparisons/tldr-comparisons.jsonl.gz")
+    assert cfg.data.format == "tldr" and cfg.data.sft_target == "preferred"
+    stages = stage_configs(cfg)
+    # every stage reads the same queries; the reward model's input has room for the longest query
+    # (about 4 characters a token) and a summary, so truncation from the left never reaches the summary
+    assert len({stages[s].data.max_query_chars for s in ("sft", "reward", "judge", "ppo", "eval")}) == 1
+    room = cfg.data.max_query_chars // 3 + 64
+    for length in (stages["reward"].max_length, stages["judge"].max_length, stages["ppo"].reward_max_length):
+        assert room <= length <= 512  # MiniLM's position limit
+    assert stages["eval"].reward_max_length == stages["ppo"].reward_max_length
+    assert stages["sft"].max_prompt_length == stages["ppo"].sampling.max_prompt_length
+    assert stages["sft"].max_length >= stages["sft"].max_prompt_length + 54  # the longest summary
 
 
 def test_config_rejects_unknown_stage_keys():
