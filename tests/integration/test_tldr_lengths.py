@@ -40,12 +40,12 @@ def test_every_query_and_summary_fits_every_stage():
     reward_tok = load_tokenizer(cfg.reward_backbone)
     texts = [join_prompt_response(p.prompt, s) for p in pairs for s in (p.chosen, p.rejected)]
     assert max(len(ids) for ids in reward_tok(texts).input_ids) <= stages["reward"].max_length
-    assert stages["judge"].max_length == stages["ppo"].reward_max_length == stages["reward"].max_length
+    assert stages["judge"].max_length == stages["grpo"].reward_max_length == stages["reward"].max_length
 
     policy_tok = load_tokenizer(cfg.policy)
     sft = stages["sft"]
     chat = [len(encode_prompt(policy_tok, q, 10**6, sft.use_chat_template)) for q in prompts]
     policy_summary = max(len(policy_tok(s, add_special_tokens=False).input_ids) for s in summaries)
-    assert max(chat) <= sft.max_prompt_length == stages["ppo"].sampling.max_prompt_length
+    assert max(chat) <= sft.max_prompt_length == stages["grpo"].sampling.max_prompt_length
     assert max(chat) + policy_summary + 1 <= sft.max_length  # + EOS
-    assert policy_summary < stages["ppo"].sampling.max_new_tokens
+    assert policy_summary < stages["grpo"].sampling.max_new_tokens

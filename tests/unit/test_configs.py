@@ -54,8 +54,9 @@ def test_shipped_config_loads(path):
 def test_pipeline_config_wires_its_stages(path):
     cfg = load_config(PipelineConfig, path)
     stages = stage_configs(cfg)
-    assert stages["ppo"].policy == stages["sft"].output_dir  # stages are wired to each other
-    assert stages["eval"].policies == [stages["ppo"].output_dir]
+    rl = [stage for stage in ("ppo", "grpo") if stage in cfg.stages]
+    assert rl and all(stages[s].policy == stages["sft"].output_dir for s in rl)  # stages are wired
+    assert stages["eval"].policies == [stages[s].output_dir for s in rl]
     assert stages["sft"].data == cfg.data  # one shared data split
     # the proxy and the judge train on disjoint halves of its training part; nothing trains on the judge
     assert replace(stages["reward"].data, train_part="all") == cfg.data
@@ -63,7 +64,10 @@ def test_pipeline_config_wires_its_stages(path):
     assert parts == ("first_half", "second_half")
     judges = [j.path for j in stages["eval"].judges]
     assert judges == [stages["reward"].output_dir, stages["judge"].output_dir]
-    assert stages["ppo"].reward_model == stages["reward"].output_dir
+    if "ppo" in rl:
+        assert stages["ppo"].reward_model == stages["reward"].output_dir
+    if "grpo" in rl:
+        assert [r.path for r in stages["grpo"].rewards] == [stages["reward"].output_dir]
 
 
 def test_pipeline_grpo_stage_tunes_the_sft_policy_against_the_proxy():
@@ -94,12 +98,12 @@ def test_tldr_demo_reads_the_comparisons_split_by_post_and_never_cuts_a_summary(
     stages = stage_configs(cfg)
     # every stage reads the same queries; the reward model's input has room for the longest query
     # (about 4 characters a token) and a summary, so truncation from the left never reaches the summary
-    assert len({stages[s].data.max_query_chars for s in ("sft", "reward", "judge", "ppo", "eval")}) == 1
+    assert len({stages[s].data.max_query_chars for s in ("sft", "reward", "judge", "grpo", "eval")}) == 1
     room = cfg.data.max_query_chars // 3 + 64
-    for length in (stages["reward"].max_length, stages["judge"].max_length, stages["ppo"].reward_max_length):
+    for length in (stages["reward"].max_length, stages["judge"].max_length, stages["grpo"].reward_max_length):
         assert room <= length <= 512  # MiniLM's position limit
-    assert stages["eval"].reward_max_length == stages["ppo"].reward_max_length
-    assert stages["sft"].max_prompt_length == stages["ppo"].sampling.max_prompt_length
+    assert stages["eval"].reward_max_length == stages["grpo"].reward_max_length
+    assert stages["sft"].max_prompt_length == stages["grpo"].sampling.max_prompt_length
     assert stages["sft"].max_length >= stages["sft"].max_prompt_length + 54  # the longest summary
 
 
