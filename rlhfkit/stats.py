@@ -20,6 +20,11 @@ With several samples per prompt (:func:`paired_comparison`), sample j of A is pa
 B on the same prompt, each prompt's outcomes and score differences are averaged over its samples, and the
 bootstrap resamples prompts, so the interval reflects the number of prompts, not of samples.
 
+A share pooled over clusters of unequal size (:func:`bootstrap_ratio_ci`: agreeing labeler pairs over
+all labeler pairs, a unit judged by 10 labelers giving 45 pairs) resamples the clusters, not the pairs:
+the ratio of the resampled sums (the cluster bootstrap; Davison & Hinkley 1997, "Bootstrap Methods and
+their Application", section 3.8).
+
 ## Agreement between raters
 
 The unit of analysis is one thing several raters judged (the app: one pair of responses of one item),
@@ -39,6 +44,14 @@ mapped to ``{rater: nominal value}`` (:data:`Units`).
   D_o is that mean over the rater's own values only, and D_e is the project's: alpha_a < alpha
   says the rater disagrees with the others more than the average rater does. Alpha is None
   when it is undefined (no unit with two values, or every value the same).
+- **Krippendorff's alpha, interval metric** (:func:`krippendorff_alpha_interval`; Krippendorff 2011,
+  section "interval metric"), for numeric values such as a 1-9 rating: the same ratio with the squared
+  difference in place of ``[v != w]``::
+
+      D_o = 1/n * sum_u 1/(m_u - 1) * sum_{a != b in u} (v_ua - v_ub)^2
+      D_e = 1/(n (n - 1)) * sum_{i != j} (v_i - v_j)^2                  (over all n pairable values)
+
+  so that a disagreement of 1 point on the scale costs less than one of 4 points.
 """
 
 from __future__ import annotations
@@ -54,10 +67,12 @@ __all__ = [
     "wilson_interval",
     "pairwise_agreement",
     "krippendorff_alpha",
+    "krippendorff_alpha_interval",
     "Units",
     "WinRate",
     "win_rate",
     "bootstrap_mean_ci",
+    "bootstrap_ratio_ci",
     "PairedComparison",
     "paired_comparison",
     "length_slope",
@@ -105,6 +120,13 @@ def bootstrap_mean_ci(
         raise ValueError("values is empty")
     if np.isnan(x).any():
         raise ValueError("values contain NaN")
+    means = _bootstrap(n, n_boot, seed, confidence, lambda idx: x[idx].mean(axis=1))
+    return float(x.mean()), *means
+
+
+def _bootstrap(n: int, n_boot, seed: int, confidence: float, statistic) -> tuple[float, float]:
+    """(low, high): the percentile interval of ``statistic(idx)`` over ``n_boot`` resamples, ``idx`` a
+    (rows, n) array of indices drawn with replacement (in chunks) and ``statistic`` giving (rows,)."""
     if isinstance(n_boot, bool) or int(n_boot) != n_boot or n_boot < 1:
         raise ValueError(f"n_boot must be a positive integer, got {n_boot!r}")
     if not 0.0 < confidence < 1.0:
@@ -112,16 +134,43 @@ def bootstrap_mean_ci(
     n_boot = int(n_boot)
 
     rng = np.random.default_rng(seed)
-    means = np.empty(n_boot, dtype=np.float64)  # (n_boot,)
+    stats = np.empty(n_boot, dtype=np.float64)  # (n_boot,)
     rows = max(1, _CHUNK_ELEMENTS // n)
     for start in range(0, n_boot, rows):
         stop = min(start + rows, n_boot)
         idx = rng.integers(0, n, size=(stop - start, n))  # (rows, n) prompt indices
-        means[start:stop] = x[idx].mean(axis=1)
+        stats[start:stop] = statistic(idx)
 
     alpha = 1.0 - confidence
-    low, high = np.percentile(means, [100.0 * alpha / 2, 100.0 * (1.0 - alpha / 2)])
-    return float(x.mean()), float(low), float(high)
+    low, high = np.percentile(stats, [100.0 * alpha / 2, 100.0 * (1.0 - alpha / 2)])
+    return float(low), float(high)
+
+
+def bootstrap_ratio_ci(
+    numerators, denominators, n_boot: int = 2000, seed: int = 0, confidence: float = 0.95
+) -> tuple[float, float, float]:
+    """(ratio, low, high): ``sum(numerators) / sum(denominators)`` and its percentile-bootstrap interval
+    over the n clusters (element i of each is cluster i), as :func:`bootstrap_mean_ci` draws them: a
+    cluster bootstrap for a share pooled over clusters of unequal size (agreeing labeler pairs over all
+    labeler pairs, each unit a cluster). A resample whose denominators sum to 0 counts as ratio 0.
+
+    Raises:
+        ValueError: unpaired, empty or non-1-D input, NaN, a negative denominator or a zero total.
+    """
+    a = np.asarray(numerators, dtype=np.float64)  # (n,)
+    b = np.asarray(denominators, dtype=np.float64)  # (n,)
+    if a.ndim != 1 or a.shape != b.shape or a.shape[0] == 0:
+        raise ValueError(
+            f"numerators and denominators must be paired non-empty 1-D, got {a.shape}, {b.shape}"
+        )
+    if np.isnan(a).any() or np.isnan(b).any() or (b < 0).any() or b.sum() == 0:
+        raise ValueError("denominators must be >= 0 with a positive sum, and nothing NaN")
+
+    def ratio(idx):
+        den = b[idx].sum(axis=1)
+        return np.divide(a[idx].sum(axis=1), den, out=np.zeros_like(den), where=den > 0)
+
+    return float(a.sum() / b.sum()), *_bootstrap(a.shape[0], n_boot, seed, confidence, ratio)
 
 
 def win_rate(scores_a, scores_b, n_boot: int = 2000, seed: int = 0, confidence: float = 0.95) -> WinRate:
@@ -297,3 +346,20 @@ def krippendorff_alpha(units: Units) -> tuple[float | None, dict[str, float | No
     observed = sum(sum(d) for d in disagreement.values()) / n
     per = {who: 1 - (sum(d) / len(d)) / expected for who, d in disagreement.items()}
     return 1 - observed / expected, per
+
+
+def krippendorff_alpha_interval(units: Mapping[tuple, Mapping[str, float]]) -> float | None:
+    """Krippendorff's alpha with the interval metric (module docstring) over units of numeric values
+    ``{unit: {rater: value}}``; units with fewer than two values are left out. None when undefined (no
+    unit with two values, or every value the same)."""
+    groups = [np.asarray(list(v.values()), dtype=np.float64) for v in units.values() if len(v) >= 2]
+    if not groups:
+        return None
+    values = np.concatenate(groups)  # (n,) every pairable value
+    n = values.shape[0]
+    # sum over ordered pairs i != j of (x_i - x_j)^2 = 2 n sum (x - mean)^2
+    expected = 2 * n * ((values - values.mean()) ** 2).sum() / (n * (n - 1))
+    if expected == 0:
+        return None
+    observed = sum(2 * len(g) * ((g - g.mean()) ** 2).sum() / (len(g) - 1) for g in groups) / n
+    return float(1 - observed / expected)

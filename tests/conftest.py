@@ -291,6 +291,32 @@ def toy_hh_file(tmp_path_factory) -> Path:
     return path
 
 
+def _tldr_row(
+    post_id: str, summaries, choice: int = 0, worker: str = "W1", confidence: int | None = None
+) -> dict:
+    """A summarize-from-feedback comparison row (the shared file's format) of post `post_id`; `summaries`
+    is two ``(text, policy)``; confidence 3 (choice 0) or 7 (choice 1) unless given."""
+    return {
+        "info": {
+            "id": post_id,
+            "title": f"Title {post_id}",
+            "post": f"The post {post_id}.",
+            "subreddit": "r",
+        },
+        "summaries": [{"text": text, "policy": policy} for text, policy in summaries],
+        "choice": choice,
+        "worker": worker,
+        "extra": {"confidence": confidence if confidence is not None else 3 + 4 * choice},
+    }
+
+
+@pytest.fixture(scope="session")
+def tldr_row():
+    """A builder of summarize-from-feedback comparison rows: ``tldr_row(post_id, [(text, policy), (text,
+    policy)], choice=0, worker="W1", confidence=None)`` (``policy="ref"``: the human reference)."""
+    return _tldr_row
+
+
 class AutocastSpy:
     """Records, per spied function, the CPU autocast dtype in force at each call (None outside autocast);
     ``Accelerator.backward`` is always spied on (see the ``autocast_spy`` fixture)."""

@@ -5,12 +5,21 @@ An item record is a JSON object::
     {"id": "q17",                                   # optional; default: a hash of prompt + responses
      "prompt": "How do I ..." | [{"role": "user", "content": "..."}, ...],
      "responses": ["text", {"text": "text", "model": "runs/sft", "temperature": 0.7, ...}, ...],
-     "meta": {...}}                                 # optional, kept with the item
+     "meta": {...},                                 # optional, kept with the item
+     "document": {"title": "...", "text": "...", "source": "r/relationships"}}   # optional, see below
 
 A response may be a plain string or an object with ``text`` and any other keys, which are kept as that
 response's metadata (the model and sampling settings, for generated items). A preference record
 ``{"prompt", "chosen", "rejected"}`` also works (two responses, to relabel an existing data set).
 HH-style prompt strings (``"\\n\\nHuman: ...\\n\\nAssistant:"``) are shown on the page as turns.
+
+**Documents.** An item whose responses are about a long text (summaries of a Reddit post or a news
+article) carries it as ``document``: ``text`` (required, non-empty; paragraphs are separated by blank
+lines), ``title`` and ``source`` (optional strings: ``"r/relationships"``, ``"cnn"``, a URL); no other
+keys. The labelling page then shows the document (title, source and paragraphs, scrollable when long)
+in place of the prompt. The prompt is still what exports and training use; it may be left out of a
+record with a document, and is then the document's text (after its title and a blank line, if it has
+one). An item without a document is read, keyed and stored exactly as before.
 """
 
 from __future__ import annotations
@@ -22,12 +31,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from rlhfkit.data.errors import DataError
+from rlhfkit.data.errors import DataError, InvalidRecord
 from rlhfkit.data.reading import iter_raw_records
 from rlhfkit.data.records import Prompt
 
 MAX_RESPONSES = 8
 _ROLES = ("system", "user", "assistant")
+DOCUMENT_KEYS = ("title", "text", "source")
 
 
 @dataclass(frozen=True)
@@ -40,18 +50,27 @@ class ResponseRecord:
 
 @dataclass(frozen=True)
 class ItemRecord:
-    """A prompt with its K candidate responses; `external_id` names it in exports (None: content hash)."""
+    """A prompt with its K candidate responses; `external_id` names it in exports (None: content hash).
+
+    `document` (``{"text": str, "title"?: str, "source"?: str}`` or None) is the text the responses are
+    about, shown to annotators in place of the prompt (see the module docstring).
+    """
 
     prompt: Prompt
     responses: tuple[ResponseRecord, ...]
     external_id: str | None = None
     meta: dict[str, Any] | None = field(default=None, compare=False)
+    document: dict[str, str] | None = None
 
     def key(self) -> str:
-        """`external_id`, or a stable hash of the prompt and response texts."""
+        """`external_id`, or a stable hash of the prompt and response texts (and the document, if any:
+        the keys of items without one are what they always were)."""
         if self.external_id is not None:
             return self.external_id
-        blob = json.dumps([self.prompt, [r.text for r in self.responses]], sort_keys=True)
+        content: list[Any] = [self.prompt, [r.text for r in self.responses]]
+        if self.document is not None:
+            content.append(self.document)
+        blob = json.dumps(content, sort_keys=True)
         return "sha1:" + hashlib.sha1(blob.encode("utf-8")).hexdigest()[:16]
 
     def to_json(self) -> dict[str, Any]:
@@ -64,15 +83,14 @@ class ItemRecord:
             record["id"] = self.external_id
         if self.meta:
             record["meta"] = self.meta
+        if self.document is not None:
+            record["document"] = self.document
         return record
 
 
-class InvalidItem(ValueError):
-    """An item record that cannot be used; `field` names the field at fault."""
-
-    def __init__(self, field: str | None, reason: str) -> None:
-        super().__init__(reason)
-        self.field, self.reason = field, reason
+class InvalidItem(InvalidRecord):
+    """An item record that cannot be used (a ValueError); `field` names the field at fault. As an
+    `InvalidRecord`, loaders (`rlhfkit.data.reading.load_report`) report it with its path and line."""
 
 
 def text_problem(value: str) -> str | None:
@@ -88,7 +106,12 @@ def text_problem(value: str) -> str | None:
     return None
 
 
-def _checked(value: str, field: str) -> str:
+def check_text(value: str, field: str) -> str:
+    """`value`, if it can be stored (`text_problem`).
+
+    Raises:
+        InvalidItem: naming `field`, for a NUL character or a lone surrogate.
+    """
     problem = text_problem(value)
     if problem:
         raise InvalidItem(field, problem)
@@ -132,16 +155,57 @@ def _response(value: Any, where: str) -> ResponseRecord:
     return ResponseRecord(value, meta)
 
 
+def parse_document(value: Any) -> dict[str, str]:
+    """Validate an item's ``document``: an object with a non-empty string ``text`` and optional string
+    ``title`` and ``source`` (see the module docstring); returns it with only the keys given.
+
+    Raises:
+        InvalidItem: ``field`` ``"document"`` for a non-object or an unknown key, ``"document.<key>"`` for
+            a missing or empty text, a value that is not a string, or text with a NUL character or a lone
+            surrogate.
+    """
+    if not isinstance(value, dict):
+        raise InvalidItem("document", f"wrong type: expected an object, got {type(value).__name__}")
+    unknown = sorted(set(value) - set(DOCUMENT_KEYS))
+    if unknown:
+        keys = ", ".join(DOCUMENT_KEYS)
+        raise InvalidItem("document", f"unknown key {unknown[0]!r}; a document has {keys}")
+    document = {}
+    for key in DOCUMENT_KEYS:
+        if value.get(key) is None:
+            continue
+        if not isinstance(value[key], str):
+            raise InvalidItem(
+                f"document.{key}", f"wrong type: expected a string, got {type(value[key]).__name__}"
+            )
+        document[key] = check_text(value[key], f"document.{key}")
+    if not document.get("text", "").strip():
+        raise InvalidItem("document.text", "missing field" if "text" not in document else "empty text")
+    return document
+
+
+def document_prompt(document: dict[str, str]) -> str:
+    """The prompt of an item that gives a document and no prompt: its title, a blank line, its text (the
+    text alone without a title)."""
+    title = document.get("title", "").strip()
+    return f"{title}\n\n{document['text']}" if title else document["text"]
+
+
 def parse_item(record: dict[str, Any]) -> ItemRecord:
     """Validate one item record (see the module docstring).
 
     Raises:
         InvalidItem: (a ValueError whose ``field`` names the field at fault) for a missing, empty or
-            wrongly typed prompt; fewer than 2 or more than `MAX_RESPONSES` responses; an empty or
-            non-string response; an ``id`` that is not a string or integer; ``meta`` that is not an object;
-            any text (prompt, response, id, metadata) with a NUL character or a lone surrogate.
+            wrongly typed prompt (a missing one is fine with a document); fewer than 2 or more than
+            `MAX_RESPONSES` responses; an empty or non-string response; an ``id`` that is not a string or
+            integer; ``meta`` that is not an object; a bad ``document`` (`parse_document`); any text
+            (prompt, response, id, metadata) with a NUL character or a lone surrogate.
     """
-    prompt = _prompt(record.get("prompt"))
+    document = parse_document(record["document"]) if record.get("document") is not None else None
+    if document is not None and record.get("prompt") is None:
+        prompt = document_prompt(document)
+    else:
+        prompt = _prompt(record.get("prompt"))
     if "responses" in record:
         raw = record["responses"]
         if not isinstance(raw, list):
@@ -166,22 +230,22 @@ def parse_item(record: dict[str, Any]) -> ItemRecord:
     if meta is not None and not isinstance(meta, dict):
         raise InvalidItem("meta", f"wrong type: expected an object, got {type(meta).__name__}")
     _check_texts(prompt, responses, external_id, meta)
-    return ItemRecord(prompt, responses, external_id, meta)
+    return ItemRecord(prompt, responses, external_id, meta, document)
 
 
 def _check_texts(prompt: Prompt, responses: tuple[ResponseRecord, ...], external_id, meta) -> None:
     """Every text of an item is storable (:func:`text_problem`), metadata included."""
     turns = [prompt] if isinstance(prompt, str) else [m["content"] for m in prompt]
     for text in turns:
-        _checked(text, "prompt")
+        check_text(text, "prompt")
     for i, response in enumerate(responses):
-        _checked(response.text, f"responses[{i}]")
+        check_text(response.text, f"responses[{i}]")
         if response.meta:
-            _checked(json.dumps(response.meta, ensure_ascii=False, default=str), f"responses[{i}] metadata")
+            check_text(json.dumps(response.meta, ensure_ascii=False, default=str), f"responses[{i}] metadata")
     if external_id is not None:
-        _checked(external_id, "id")
+        check_text(external_id, "id")
     if meta:
-        _checked(json.dumps(meta, ensure_ascii=False, default=str), "meta")
+        check_text(json.dumps(meta, ensure_ascii=False, default=str), "meta")
 
 
 def read_items(path: str | os.PathLike) -> Iterator[ItemRecord]:

@@ -14,8 +14,15 @@ policy:
 - KL(policy || reference) in nats per response, estimated on the policy's own samples with the k1
   estimator: mean over responses of sum_t [log pi(y_t | x, y_<t) - log pi_ref(y_t | x, y_<t)], both
   at the sampling temperature;
-- the response length (tokens), the share of responses cut off without EOS, and two repetition measures
-  (distinct-2 and the share of responses with a repeated word 4-gram, :mod:`rlhfkit.eval.repetition`).
+- the mean response length in tokens (``length``) and in words (``mean_words``, whitespace-separated; RLHF
+  summaries are known to grow longer, and summaries are compared by length in words in the literature),
+  the share of responses cut off without EOS, and two repetition measures (distinct-2 and the share of
+  responses with a repeated word 4-gram, :mod:`rlhfkit.eval.repetition`);
+- on summarize-from-feedback data (prompts that are posts, with a post id), ROUGE-L F1 (Lin 2004) against
+  the post's human reference summary, over the held-out prompts that have one, with a 95% bootstrap
+  interval over prompts, and against the baseline the paired ROUGE-L difference with its interval
+  (:mod:`rlhfkit.eval.rouge`); the summary's ``references`` says how many prompts have a reference and
+  how long the references are in words. Other data gives no ROUGE-L keys.
 
 The first judge is the primary one: its numbers are also the policy row's flat ``score``, ``win_rate``,
 ``win_low`` and ``win_high`` (what the loop and the report read).
@@ -45,6 +52,7 @@ from rlhfkit.config import option
 from rlhfkit.data import load_prompts
 from rlhfkit.data.split import DataConfig, load_split
 from rlhfkit.eval.repetition import distinct_n, repeated_ngram_frac
+from rlhfkit.eval.rouge import human_references, mean_words, rouge_l_table
 from rlhfkit.models.loading import load_policy, load_tokenizer
 from rlhfkit.models.logprobs import response_logprobs
 from rlhfkit.rewards import RewardSpec, build_source, check_reward_specs
@@ -144,11 +152,15 @@ def evaluate(cfg: EvalConfig) -> dict:
 
     Returns:
         ``{"prompts": n, "samples_per_prompt": k, "baseline": name, "judges": {judge: {"kind", "path"}},
-        "policies": {name: {"kl", "length", "no_eos_frac", "distinct_2", "repeat_4_frac",
+        "policies": {name: {"kl", "length", "mean_words", "no_eos_frac", "distinct_2", "repeat_4_frac",
         "judges": {judge: {"score", ["win_rate", "win_low", "win_high", "diff", "diff_low",
         "diff_high", "length_slope", "diff_at_equal_length", "diff_at_equal_length_low",
-        "diff_at_equal_length_high"]}}, "score", ["win_rate", "win_low", "win_high"]}}}``; the baseline has no
-        comparison entries; the flat ``score`` / ``win_*`` are the first judge's.
+        "diff_at_equal_length_high"]}}, "score", ["win_rate", "win_low", "win_high"],
+        ["rouge_l", "rouge_l_low", "rouge_l_high", "n_rouge_prompts", ["rouge_l_diff", "rouge_l_diff_low",
+        "rouge_l_diff_high"]]}}, ["references": {"prompts", "mean_words"}]}``; the baseline has no
+        comparison entries; the flat ``score`` / ``win_*`` are the first judge's. ``length`` is in tokens,
+        ``kl`` in nats per response, ROUGE-L in [0, 1]; the ROUGE-L keys and ``references`` are there for
+        summarize-from-feedback prompts only (None values when no held-out post has a reference summary).
 
     Raises:
         rlhfkit.data.DataError: bad prompt data (unless ``data.skip_invalid``).
@@ -159,6 +171,8 @@ def evaluate(cfg: EvalConfig) -> dict:
     prompts = [p.prompt for p in held_out[: cfg.num_prompts]]
     if not prompts:
         raise ValueError("no held-out prompts: set data.eval_fraction > 0")
+    groups = [getattr(p, "group", None) for p in held_out[: cfg.num_prompts]]  # post ids (tldr), else None
+    references = human_references(cfg.data, groups)
     reference = load_policy(cfg.reference or cfg.baseline, cfg.dtype, trainable=False)
     results = {path: _sample(cfg, path, prompts, reference) for path in [cfg.baseline, *cfg.policies]}
     del reference
@@ -175,6 +189,7 @@ def evaluate(cfg: EvalConfig) -> dict:
         row = {
             "kl": res["kl"].mean().item(),
             "length": res["lengths"].mean().item(),
+            "mean_words": mean_words(res["texts"]),
             "no_eos_frac": (~res["has_eos"]).float().mean().item(),
             "distinct_2": distinct_n(res["texts"], 2),
             "repeat_4_frac": repeated_ngram_frac(res["texts"], 4),
@@ -213,6 +228,15 @@ def evaluate(cfg: EvalConfig) -> dict:
         "judges": {spec.label: {"kind": spec.kind, "path": spec.path} for spec in cfg.judges},
         "policies": table,
     }
+    if references is not None:
+        texts = {_name(path): res["texts"] for path, res in results.items()}
+        rouge = rouge_l_table(
+            groups, texts, references, _name(cfg.baseline), cfg.samples_per_prompt, cfg.n_boot, cfg.seed
+        )
+        for name, entry in rouge.items():
+            table[name].update(entry)
+        refs = [references[g] for g in groups if g in references]
+        summary["references"] = {"prompts": len(refs), "mean_words": mean_words(refs) if refs else None}
     write_summary(cfg.output_dir, cfg, summary)
     _write_samples(cfg, prompts, results, scores)
     print(format_table(summary))
@@ -240,7 +264,8 @@ def _interval(value: float, low: float, high: float, digits: int = 3) -> str:
 
 def format_table(summary: dict) -> str:
     """A plain-text table of an evaluation summary: per judge, each policy's score, win rate and paired
-    score difference against the baseline; then per policy KL, length, no-EOS share and repetition."""
+    score difference against the baseline; then per policy KL, length (tokens and words), no-EOS share and
+    repetition; then, for summarize-from-feedback prompts, ROUGE-L against the human references."""
     base = summary["baseline"]
     lines = []
     for judge, spec in summary.get("judges", {"reward": {}}).items():
@@ -264,12 +289,15 @@ def format_table(summary: dict) -> str:
                     entry["diff_at_equal_length_high"],
                 )
             lines.append(f"  {name:<14}{entry['score']:>8.3f}{win:>30}{diff:>32}{adjusted:>32}")
-    lines.append(f"  {'policy':<14}{'KL':>8}{'length':>8}{'no EOS':>8}{'distinct-2':>12}{'rep. 4-gram':>13}")
+    header = f"{'KL':>8}{'tokens':>8}{'words':>8}{'no EOS':>8}{'distinct-2':>12}{'rep. 4-gram':>13}"
+    lines.append(f"  {'policy':<14}{header}")
     for name, row in summary["policies"].items():
+        words = f"{row['mean_words']:.1f}" if "mean_words" in row else "-"
         lines.append(
-            f"  {name:<14}{row['kl']:>8.2f}{row['length']:>8.1f}{row.get('no_eos_frac', 0.0):>8.2f}"
+            f"  {name:<14}{row['kl']:>8.2f}{row['length']:>8.1f}{words:>8}{row.get('no_eos_frac', 0.0):>8.2f}"
             f"{row.get('distinct_2', 1.0):>12.3f}{row.get('repeat_4_frac', 0.0):>13.2f}"
         )
+    lines += _rouge_lines(summary)
     k = summary.get("samples_per_prompt", 1)
     lines.append(
         f"({summary['prompts']} held-out prompts x {k} sample{'s' if k > 1 else ''}; 95% bootstrap intervals "
@@ -277,3 +305,27 @@ def format_table(summary: dict) -> str:
         "taken out; KL in nats per response, to the reference)"
     )
     return "\n".join(lines)
+
+
+def _rouge_lines(summary: dict) -> list[str]:
+    """The ROUGE-L rows of `format_table` (none for data without human references)."""
+    refs = summary.get("references")
+    if refs is None:
+        return []
+    if not refs["prompts"]:
+        return ["  ROUGE-L: none (no held-out prompt has a human reference summary)"]
+    base = summary["baseline"]
+    lines = [
+        f"ROUGE-L F1 against the human reference summary ({refs['prompts']} of {summary['prompts']} held-out "
+        f"prompts have one; the references average {refs['mean_words']:.1f} words)",
+        f"  {'policy':<14}{'ROUGE-L':>24}{'diff vs ' + base:>32}",
+    ]
+    for name, row in summary["policies"].items():
+        if row.get("rouge_l") is None:
+            continue
+        rouge = f"{row['rouge_l']:.3f} [{row['rouge_l_low']:.3f}, {row['rouge_l_high']:.3f}]"
+        diff = "-"
+        if row.get("rouge_l_diff") is not None:
+            diff = _interval(row["rouge_l_diff"], row["rouge_l_diff_low"], row["rouge_l_diff_high"])
+        lines.append(f"  {name:<14}{rouge:>24}{diff:>32}")
+    return lines

@@ -119,23 +119,33 @@ def _win_rates(run: Run) -> str:
     for stage in run.evals:
         summary = stage.summary
         rows = []
-        for policy, row in summary["policies"].items():
-            row = row if isinstance(row, dict) else {}
+        policies = {p: row if isinstance(row, dict) else {} for p, row in summary["policies"].items()}
+        rouge = any(is_number(row.get("rouge_l")) for row in policies.values())
+        for policy, row in policies.items():
             win = _interval(row.get("win_rate"), row.get("win_low"), row.get("win_high"))
-            rows.append(
-                [
-                    _td(_e(policy)),
-                    _cell(row.get("score")),
-                    _cell(row.get("kl"), 2),
-                    _cell(row.get("length"), 1),
-                    _td(win),
-                ]
-            )
+            cells = [
+                _td(_e(policy)),
+                _cell(row.get("score")),
+                _cell(row.get("kl"), 2),
+                _cell(row.get("length"), 1),
+                _cell(row.get("mean_words"), 1),
+                _td(win),
+            ]
+            if rouge:
+                cells.append(
+                    _td(_interval(row.get("rouge_l"), row.get("rouge_l_low"), row.get("rouge_l_high")))
+                )
+            rows.append(cells)
         baseline = summary.get("baseline", "the baseline")
+        header = ["policy", "score", "KL", "tokens", "words", f"win rate vs {_e(baseline)} [95% CI]"]
+        refs = summary.get("references") if isinstance(summary.get("references"), dict) else {}
+        note = f"; ROUGE-L F1 against the human reference summary of {_e(refs.get('prompts'))} prompts"
         parts.append(
             f"<h3>{_e(stage.name)}</h3><p class='meta'>{_e(summary.get('prompts', '?'))} held-out prompts; "
-            f"win rate against {_e(baseline)}, ties count half</p>"
-            + _table(["policy", "score", "KL", "length", f"win rate vs {_e(baseline)} [95% CI]"], rows)
+            f"win rate against {_e(baseline)}, ties count half; length in tokens and words"
+            + (note if rouge else "")
+            + "</p>"
+            + _table(header + ["ROUGE-L [95% CI]"] * rouge, rows)
         )
     if run.is_loop:
         rows = [

@@ -8,8 +8,9 @@ Modules, in the order data flows:
     tables.py      the SQLAlchemy tables; db.py: engines, Alembic migrations, the schema version
     store.py       projects, annotators, items, reading labels back; queue.py: claim, submit, skip
     judgements.py  labels (A/B better, tie, both bad, rankings), strengths, pairwise outcomes
+    imports.py     labelled comparisons (summarize-from-feedback, TRL) as relabel or control items
     api.py         the FastAPI app and the page in static/ (plain HTML/CSS/JS)
-    agreement.py   pairwise agreement, Krippendorff's alpha, position bias
+    agreement.py   pairwise agreement, Krippendorff's alpha, position bias, agreement with original labels
     export.py      majority-vote preference pairs (TRL JSONL) and raw records
     cli.py         ``rlhfkit annotate ...``
 

@@ -8,6 +8,15 @@ each annotation gives every pair of its item one nominal value: ``">"``, ``"<"``
   :mod:`rlhfkit.stats` defines them.
 - **Position bias**: over every strict pairwise judgement, the share in which the response shown further
   left won (0.5 means none), with a 95% Wilson interval.
+- **Agreement with the original labels** of imported items (`rlhfkit.feedback.imports`), per kind:
+  ``relabel`` (how often our annotators agree with the data set's labellers) and ``control`` (each
+  annotator's accuracy against a known answer). The unit is one (annotation, original label) pair of an
+  item: our annotator's outcome for the two responses of the original label either **agrees** (the same
+  response preferred) or **disagrees**; a **tie** or **both bad** is neither, since every original
+  label is a strict preference: such answers are counted apart (``ties``, ``both_bad``) and left out of
+  the rate, ``rate = agree / (agree + disagree)``, with its 95% Wilson interval. An item judged by several
+  original labellers counts once per label (the rate is then the pairwise agreement between our labels
+  and theirs), and pairs are not independent draws: the interval is a guide, not a test.
 """
 
 from __future__ import annotations
@@ -16,7 +25,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 
 from rlhfkit.feedback.judgements import left_won, pair_outcomes
-from rlhfkit.feedback.views import AnnotationView, ItemView, SkipView
+from rlhfkit.feedback.views import AnnotationView, ItemView, Original, SkipView
 from rlhfkit.stats import krippendorff_alpha, pairwise_agreement, wilson_interval
 
 
@@ -53,10 +62,65 @@ def position_bias(annotations: Iterable[AnnotationView]) -> dict:
     return out
 
 
+def _tally(agree: int = 0, disagree: int = 0, ties: int = 0, both_bad: int = 0) -> dict:
+    strict = agree + disagree
+    return {
+        "judgements": strict + ties + both_bad,
+        "agree": agree,
+        "disagree": disagree,
+        "ties": ties,
+        "both_bad": both_bad,
+        "rate": agree / strict if strict else None,
+        "ci95": wilson_interval(agree, strict),
+    }
+
+
+def original_agreement(items: Iterable[ItemView], annotations: Iterable[AnnotationView]) -> dict:
+    """How our labels compare with imported items' original labels (see the module docstring).
+
+    Returns:
+        ``{"relabel": row, "control": row}``, each row ``{"items", "items_labelled", "judgements",
+        "agree", "disagree", "ties", "both_bad", "rate", "ci95", "per_annotator": {name: same without
+        the item counts}}``; ``rate`` and ``ci95`` are None without a strict judgement. ``judgements``
+        counts (annotation, original label) pairs; for ``control`` the rate is the accuracy.
+    """
+    originals: dict[int, tuple[Original, int]] = {
+        item.id: (item.original, len(item.responses)) for item in items if item.original is not None
+    }
+    counts: dict[str, dict[str, Counter]] = {kind: defaultdict(Counter) for kind in ("relabel", "control")}
+    labelled: dict[str, set[int]] = {kind: set() for kind in counts}
+    for a in annotations:
+        if a.item_id not in originals:
+            continue
+        original, k = originals[a.item_id]
+        outcomes = pair_outcomes(a.label, a.ranking, k)
+        labelled[original.kind].add(a.item_id)
+        for label in original.labels:
+            i, j = sorted((label.chosen, label.rejected))
+            outcome = outcomes[(i, j)]
+            if outcome in (">", "<"):
+                key = "agree" if (outcome == ">") == (label.chosen == i) else "disagree"
+            else:
+                key = "ties" if outcome == "tie" else "both_bad"
+            counts[original.kind][a.annotator][key] += 1
+    out = {}
+    for kind, per in counts.items():
+        total = sum(per.values(), Counter())
+        out[kind] = {
+            "items": sum(1 for original, _ in originals.values() if original.kind == kind),
+            "items_labelled": len(labelled[kind]),
+            **_tally(**total),
+            "per_annotator": {who: _tally(**per[who]) for who in sorted(per)},
+        }
+    return out
+
+
 def project_stats(
     items: list[ItemView], annotations: list[AnnotationView], skips: list[SkipView], overlap: int
 ) -> dict:
-    """Counts, agreement, alpha and position bias of a project, overall and per annotator (JSON-ready)."""
+    """Counts, agreement, alpha and position bias of a project, overall and per annotator, and the
+    agreement with imported items' original labels (``"original_labels"``: `original_agreement`);
+    JSON-ready."""
     k_of = {item.id: len(item.responses) for item in items}
     units = units_of(annotations, k_of)
     agreement, agreement_per = pairwise_agreement(units)
@@ -86,4 +150,5 @@ def project_stats(
         "krippendorff_alpha": alpha,
         "position_bias": {k: v for k, v in bias.items() if k != "per_annotator"},
         "annotators": {who: people[who] for who in sorted(people)},
+        "original_labels": original_agreement(items, annotations),
     }

@@ -9,6 +9,7 @@ Annotator routes::
 
     GET  /api/me                  who am I: project, guidelines, progress
     POST /api/next                my current item (claimed now if I hold none); 204 when none is left
+                                  (`task_json`: turns, the document if any, lettered responses)
     POST /api/annotations         label an item I was given; 200 once committed ("created": false on a
                                   resubmission of the same answer, 409 for a different one)
     POST /api/skip                skip an item I was given
@@ -17,7 +18,7 @@ Annotator routes::
 Admin routes (``{name}`` is a project; a name may contain ``/``)::
 
     GET  /api/admin/projects
-    GET  /api/admin/projects/{name:path}/stats
+    GET  /api/admin/projects/{name:path}/stats    (`agreement.project_stats`, with "original_labels")
     GET  /api/admin/projects/{name:path}/export?format=trl|raw[&include_ties=true&include_both_bad=true]
     POST /api/admin/projects/{name:path}/annotators   {"name": ...} -> {"token": ...}
     POST /api/admin/projects/{name:path}/annotators/rotate-token   {"name": ...} -> {"token": ...}
@@ -220,10 +221,14 @@ def prompt_turns(prompt: Any) -> list[dict[str, str]]:
 
 
 def task_json(task: Task) -> dict[str, Any]:
-    """What the page gets for one item: turns, and the responses lettered in display order."""
+    """What the page gets for one item: ``{"item_id": int, "turns": [{"role", "content"}, ...],
+    "document": {"text", "title"?, "source"?} | None, "responses": [{"letter", "text"}, ...]}``, the
+    responses lettered in display order. Nothing else: not the item's kind, its original labels, its
+    metadata or its responses' stored positions."""
     return {
         "item_id": task.item_id,
         "turns": prompt_turns(task.prompt),
+        "document": task.document,
         "responses": [{"letter": LETTERS[n], "text": t} for n, t in enumerate(task.responses)],
     }
 

@@ -21,6 +21,7 @@ EPILOG = """the loop:
   rlhfkit annotate add-annotator --project demo alice bob
   rlhfkit generate policy=runs/hh-demo/sft prompts=prompts.jsonl k=2 output=runs/items.jsonl
   rlhfkit annotate load --project demo runs/items.jsonl   # the sampled items (or your own JSONL)
+  rlhfkit annotate import --project demo comparisons.jsonl.gz --as control   # labelled pairs, known answers
   rlhfkit annotate serve --port 8000                     # annotators open the links printed above
   rlhfkit annotate rotate-token --project demo alice     # a new token; the old one stops working
   rlhfkit annotate deactivate --project demo bob         # bob's token is refused, his held items released
@@ -30,6 +31,32 @@ EPILOG = """the loop:
 
 --db takes any SQLAlchemy URL: sqlite:///path.db (default sqlite:///runs/feedback.db, or
 $RLHFKIT_FEEDBACK_DB) or postgresql://user:password@host/dbname."""
+
+
+IMPORT_DESCRIPTION = """import labelled comparisons into a project, all or nothing (a bad row stops the
+import before anything is written, naming its file, line and field)
+
+Formats:
+  tldr  summarize-from-feedback rows (Stiennon et al. 2020), one JSON object a line:
+          {"info": {"id", "title", "post" | "article", "subreddit"}, "summaries": [{"text", "policy"},
+           {"text", "policy"}], "choice": 0 | 1, "worker": "...", "extra": {"confidence": 1-9}}
+        the page shows the title and the whole post as a document, the two summaries side by side;
+        the item's prompt (what exports write) is the paper's query "SUBREDDIT: ... TL;DR:"
+  trl   preference pairs {"prompt", "chosen", "rejected"}
+
+Each distinct pair (the same post or prompt and the same two responses, in either order) is one item;
+every row that judged it is one of its original labels. Annotators never see the original labels or
+the item's kind, and the order of the responses does not follow the file's (chosen is not always
+first). Importing the same file again adds nothing: an item already in the project is left as it is."""
+
+IMPORT_EPILOG = """examples:
+  rlhfkit annotate import --project tldr ../shared/data/tldr-comparisons/tldr-comparisons.jsonl.gz
+  rlhfkit annotate import --project tldr gold.jsonl --as control --format trl
+  rlhfkit annotate stats --project tldr      # agreement with the original labels, control accuracy
+
+stats: relabel items give the share of our strict judgements that prefer the response the original
+labeller preferred (with a 95% Wilson interval); control items the same per annotator (accuracy). A tie
+or both-bad answer is counted apart and left out of the rate (the original labels are all strict)."""
 
 
 def add_annotate_parser(sub: argparse._SubParsersAction) -> None:
@@ -82,6 +109,27 @@ def add_annotate_parser(sub: argparse._SubParsersAction) -> None:
     p = add("load", "load items (prompt + K responses) from a JSONL file; all or nothing", project)
     p.add_argument("path", type=Path)
 
+    p = add("import", "import labelled comparisons (TL;DR or TRL) to relabel, or as controls", project)
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.description = IMPORT_DESCRIPTION
+    p.epilog = IMPORT_EPILOG
+    p.add_argument("path", type=Path, help="JSONL, JSONL.gz, JSON or Parquet file of comparisons")
+    p.add_argument(
+        "--as",
+        dest="kind",
+        choices=("relabel", "control"),
+        default="relabel",
+        help="relabel (default): items to label again, compared with the original labels in `stats`; "
+        "control: items with a known answer, giving each annotator's accuracy in `stats`",
+    )
+    p.add_argument(
+        "--format",
+        choices=("auto", "tldr", "trl"),
+        default="auto",
+        help="tldr: summarize-from-feedback rows; trl: {prompt, chosen, rejected}; "
+        "auto (default): from the first row",
+    )
+
     p = add("serve", "serve the labelling page and the API")
     p.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1; 0.0.0.0 for the LAN)")
     p.add_argument("--port", type=int, default=8000)
@@ -107,7 +155,12 @@ def add_annotate_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--include-both-bad", action="store_true", help="write both-bad as both orders, margin 0")
     p.add_argument("--min-votes", type=int, default=1, help="leave out pairs with fewer votes")
 
-    p = add("stats", "counts, agreement, Krippendorff's alpha and position bias", project)
+    p = add(
+        "stats",
+        "counts, agreement, Krippendorff's alpha, position bias; for imported items, agreement with "
+        "their original labels (relabel) and each annotator's accuracy (control)",
+        project,
+    )
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
@@ -215,6 +268,20 @@ def _load(args: argparse.Namespace) -> int:
     return 0
 
 
+def _import(args: argparse.Namespace) -> int:
+    from rlhfkit.feedback.imports import read_comparisons
+
+    store = _open(args)
+    store.project(args.project)  # fail before reading the file
+    read = read_comparisons(args.path, args.kind, args.format)
+    added, existing = store.import_items(args.project, read.items)
+    print(
+        f"{args.path}: {read.rows} {read.format} comparisons -> {len(read.items)} {args.kind} items: "
+        f"{added} added to {args.project!r}, {existing} already there"
+    )
+    return 0
+
+
 def _serve(args: argparse.Namespace) -> int:
     from datetime import timedelta
 
@@ -289,7 +356,31 @@ def format_stats(name: str, stats: dict) -> str:
             f"{who[:19]:<20}{row['labels']:>8}{row['skips']:>7}{_num(row['agreement']):>11}"
             f"{_num(row['alpha']):>8}{_num(row['left_win_rate']):>11}"
         )
+    lines += _original_lines(stats.get("original_labels") or {})
     return "\n".join(lines)
+
+
+def _rate(row: dict) -> str:
+    ci = "{:.3f}-{:.3f}".format(*row["ci95"]) if row["ci95"] else "-"
+    return f"{row['agree']} of {row['agree'] + row['disagree']} ({_num(row['rate'])}, 95% CI {ci})"
+
+
+def _original_lines(original: dict) -> list[str]:
+    """The table's lines on imported items (none for a project without any)."""
+    lines = []
+    for kind, what in (("relabel", "agree with the original label"), ("control", "correct")):
+        row = original.get(kind)
+        if not row or not row["items"]:
+            continue
+        lines += [
+            "",
+            f"{kind} items: {row['items']}, {row['items_labelled']} labelled; {what}: {_rate(row)}; "
+            f"not counted: {row['ties']} tie, {row['both_bad']} both bad",
+            f"{'annotator':<20}{'agree' if kind == 'relabel' else 'correct':<36}{'ties':>6}{'both bad':>10}",
+        ]
+        for who, r in row["per_annotator"].items():
+            lines.append(f"{who[:19]:<20}{_rate(r):<36}{r['ties']:>6}{r['both_bad']:>10}")
+    return lines
 
 
 _COMMANDS = {
@@ -300,6 +391,7 @@ _COMMANDS = {
     "deactivate": _set_active(False),
     "reactivate": _set_active(True),
     "load": _load,
+    "import": _import,
     "serve": _serve,
     "export": _export,
     "stats": _stats,

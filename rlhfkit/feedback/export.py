@@ -115,18 +115,25 @@ def raw_records(
     Fields: ``item_id`` (the item's id in the file it came from), ``annotator``, ``created_at`` (ISO UTC),
     ``label``, ``strength``, ``note``, ``ranking`` (response positions, best first, or null),
     ``display_order`` (response positions as shown, left to right), ``duration_ms``, ``prompt``,
-    ``responses`` (texts, by position) and ``response_meta`` (model and sampling settings, by position).
+    ``responses`` (texts, by position) and ``response_meta`` (model and sampling settings, by position);
+    for an item that has them, ``document`` and ``original`` (an imported item's kind and original labels,
+    `views.Original.to_json`, positions as in ``responses``).
     """
     by_id = {item.id: item for item in items}
 
     def base(item_id: int) -> dict[str, Any]:
         item = by_id[item_id]
-        return {
+        record = {
             "item_id": item.external_id,
             "prompt": item.prompt,
             "responses": [r.text for r in item.responses],
             "response_meta": [r.meta for r in item.responses],
         }
+        if item.document is not None:
+            record["document"] = item.document
+        if item.original is not None:
+            record["original"] = item.original.to_json()
+        return record
 
     for a in annotations:
         yield {

@@ -337,4 +337,4 @@ def _task(s: Session, assignment: Assignment) -> Task:
     item = s.get(Item, assignment.item_id)
     texts = [r.text for r in item.responses]
     order = list(assignment.display_order)
-    return Task(item.id, item.external_id, item.prompt, [texts[p] for p in order], order)
+    return Task(item.id, item.external_id, item.prompt, [texts[p] for p in order], order, item.document)

@@ -35,8 +35,10 @@ from rlhfkit.feedback.views import (
     AnnotationView,
     Conflict,
     FeedbackError,
+    ImportedItem,
     ItemView,
     NotFound,
+    Original,
     Principal,
     ProjectInfo,
     SkipView,
@@ -298,13 +300,29 @@ class Store:
         Raises:
             NotFound: no such project.
         """
-        records = list(records)
+        return self._add_items(project, [(record, None) for record in records], batch)
+
+    def import_items(
+        self, project: str, imported: Iterable[ImportedItem], batch: int = 500
+    ) -> tuple[int, int]:
+        """Add imported items with their original labels (`rlhfkit.feedback.imports.read_comparisons`),
+        exactly as `load_items` adds items: keyed, all or nothing; returns ``(added, already there)``. An
+        item already in the project keeps its own kind and original labels.
+
+        Raises:
+            NotFound: no such project.
+        """
+        return self._add_items(project, [(i.item, i.original) for i in imported], batch)
+
+    def _add_items(
+        self, project: str, entries: list[tuple[ItemRecord, Original | None]], batch: int
+    ) -> tuple[int, int]:
         added = 0
         with self._session.begin() as s:
             project_id = self._project(s, project).id
-            for start in range(0, len(records), batch):
-                chunk = records[start : start + batch]
-                keys = {r.key() for r in chunk}
+            for start in range(0, len(entries), batch):
+                chunk = entries[start : start + batch]
+                keys = {record.key() for record, _ in chunk}
                 seen = set(
                     s.scalars(
                         select(Item.external_id).where(
@@ -312,13 +330,18 @@ class Store:
                         )
                     )
                 )
-                for record in chunk:
+                for record, original in chunk:
                     key = record.key()
                     if key in seen:
                         continue
                     seen.add(key)
                     item = Item(
-                        project_id=project_id, external_id=key, prompt=record.prompt, meta=record.meta
+                        project_id=project_id,
+                        external_id=key,
+                        prompt=record.prompt,
+                        meta=record.meta,
+                        document=record.document,
+                        original=original.to_json() if original is not None else None,
                     )
                     item.responses = [
                         Response(position=i, text=r.text, meta=r.meta) for i, r in enumerate(record.responses)
@@ -326,7 +349,7 @@ class Store:
                     s.add(item)
                     added += 1
                 s.flush()
-        return added, len(records) - added
+        return added, len(entries) - added
 
     # --- reading everything (admin) ---------------------------------------------------------------------
 
@@ -346,6 +369,8 @@ class Store:
                     i.prompt,
                     [ResponseRecord(r.text, r.meta) for r in i.responses],
                     i.meta,
+                    i.document,
+                    Original.from_json(i.original) if i.original is not None else None,
                 )
                 for i in items
             ]

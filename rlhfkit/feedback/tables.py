@@ -1,6 +1,9 @@
 """The feedback store's tables (SQLAlchemy 2 ORM). The schema is versioned by Alembic (``migrations/``).
 
-A *project* holds *items*; an item is a prompt with K >= 2 candidate *responses*. Each item goes to
+A *project* holds *items*; an item is a prompt with K >= 2 candidate *responses*, and optionally the
+*document* they are about (a post or article the page shows in place of the prompt) and, for an item
+imported from a labelled data set (``annotate import``), its *original* labels (never sent to
+annotators; `rlhfkit.feedback.imports`). Each item goes to
 ``project.overlap`` *annotators*: handing an item to an annotator creates an *assignment* in one of the
 item's ``overlap`` slots (``UNIQUE(item_id, slot)``: two annotators can never hold the same slot, and
 ``UNIQUE(item_id, annotator_id)``: nobody gets an item twice). The assignment records the left-to-right
@@ -86,6 +89,10 @@ class Item(Base):
     prompt: Mapped[Any] = mapped_column(JSON)  # a string or a list of chat messages
     meta: Mapped[Any] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    document: Mapped[Any] = mapped_column(JSON, nullable=True)  # {"text", "title"?, "source"?} or NULL
+    # An imported item's original labels, {"kind": "relabel"|"control", "format", "labels": [...]}
+    # (`views.Original.to_json`), or NULL: for the stats and the admin only, never for annotators.
+    original: Mapped[Any] = mapped_column(JSON, nullable=True)
 
     responses: Mapped[list[Response]] = relationship(
         order_by="Response.position", lazy="selectin", cascade="all, delete-orphan"

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from rlhfkit.data.items import ResponseRecord
+from rlhfkit.data.items import ItemRecord, ResponseRecord
 
 
 class FeedbackError(Exception):
@@ -46,13 +46,15 @@ class ProjectInfo:
 
 @dataclass(frozen=True)
 class Task:
-    """An item as one annotator sees it: responses in that annotator's display order (left to right)."""
+    """An item as one annotator sees it: responses in that annotator's display order (left to right),
+    and the item's document (``{"text", "title"?, "source"?}``) or None. Never its original labels."""
 
     item_id: int
     external_id: str
     prompt: Any
     responses: list[str]
     display_order: list[int]
+    document: dict[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -67,12 +69,57 @@ class Progress:
 
 
 @dataclass(frozen=True)
+class OriginalLabel:
+    """One label an imported comparison came with: the response at position `chosen` was preferred to
+    the one at `rejected`, by `worker` (the original labeller's id, if known) with `confidence` (the
+    summarize-from-feedback 1-9 scale, if given)."""
+
+    chosen: int
+    rejected: int
+    worker: str | None = None
+    confidence: int | None = None
+
+
+@dataclass(frozen=True)
+class Original:
+    """An imported item's original labels (several when the same pair was judged in several rows).
+
+    `kind` is ``"relabel"`` (to be labelled again; the stats give our annotators' agreement with these
+    labels) or ``"control"`` (a known answer; the stats give each annotator's accuracy against it);
+    `format` is the file format it came from (``"tldr"`` or ``"trl"``).
+    """
+
+    kind: str
+    format: str
+    labels: tuple[OriginalLabel, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        """``{"kind", "format", "labels": [{"chosen", "rejected", "worker", "confidence"}, ...]}``."""
+        return {"kind": self.kind, "format": self.format, "labels": [vars(label) for label in self.labels]}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Original:
+        """The inverse of `to_json`."""
+        return cls(data["kind"], data["format"], tuple(OriginalLabel(**label) for label in data["labels"]))
+
+
+@dataclass(frozen=True)
+class ImportedItem:
+    """An item read from a labelled data set, with its original labels (`rlhfkit.feedback.imports`)."""
+
+    item: ItemRecord
+    original: Original
+
+
+@dataclass(frozen=True)
 class ItemView:
     id: int
     external_id: str
     prompt: Any
     responses: list[ResponseRecord]
     meta: dict | None
+    document: dict[str, str] | None = None
+    original: Original | None = None
 
 
 @dataclass(frozen=True)

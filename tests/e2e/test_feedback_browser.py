@@ -4,20 +4,31 @@ An annotator signs in with their token, labels every item with keyboard shortcut
 note, a 3-way ranking, a tie, a skip), and the admin's export holds exactly those labels. One item's
 responses carry ``<script>`` and ``<img onerror>`` payloads: they must show as text and never run.
 
+A summarize-from-feedback comparison imported with ``annotate import`` is shown as a document (title,
+source, paragraphs, in a scrolling box) with its two summaries side by side; payloads in its title, post
+and summaries show as text and never run.
+
 Set ``RLHFKIT_SCREENSHOTS=docs/img`` to write the page's screenshots there (the README's pictures);
-otherwise they go to the test's temporary folder.
+otherwise they go to the test's temporary folder. ``RLHFKIT_DOCS_SCREENSHOTS=1`` also copies the
+document view's screenshot (a hand-written Reddit-style post, items shown in a fixed order) to
+``docs/img/feedback-document.png``; without it the tree is left as it was.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import random
+import shutil
 from pathlib import Path
 
 import httpx
 import pytest
 
 from rlhfkit.data.items import ItemRecord, ResponseRecord
+from rlhfkit.feedback.agreement import project_stats
+from rlhfkit.feedback.imports import read_comparisons
 from rlhfkit.feedback.server import serving
 from rlhfkit.feedback.store import Store
 
@@ -308,3 +319,126 @@ def test_the_page_works_behind_a_reverse_proxy_path_prefix(tmp_path, page):
     assert any(p.startswith("/annotate/static/") for p in proxy.paths)
     assert any(p.startswith("/annotate/api/") for p in proxy.paths)
     store.close()
+
+
+DOCS_SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "img" / "feedback-document.png"
+
+
+def tldr_row(title: str, post: str, summaries: tuple[str, str], choice: int = 0) -> dict:
+    """A summarize-from-feedback comparison row, hand-written."""
+    return {
+        "info": {"id": "t3_test", "subreddit": "relationships", "title": title, "post": post},
+        "summaries": [{"text": summaries[0], "policy": "ref"}, {"text": summaries[1], "policy": "sup4"}],
+        "choice": choice,
+        "worker": "original-worker",
+        "extra": {"confidence": 2 if choice == 0 else 8},
+    }
+
+
+@pytest.fixture
+def open_comparison(tmp_path, page):
+    """``open_comparison(row)``: a store with project "tldr" holding `row` (imported to relabel),
+    served, and `page` signed in as an annotator on it; returns the store. Closed after the test."""
+    with contextlib.ExitStack() as stack:
+
+        def open_row(row: dict) -> Store:
+            path = tmp_path / "comparisons.jsonl"
+            path.write_text(json.dumps(row) + "\n")
+            store = Store.init(f"sqlite:///{tmp_path / 'feedback.db'}")
+            stack.callback(store.close)
+            store.queue._rng = random.Random(0)  # the same left-to-right order every run (the screenshot)
+            store.create_project("tldr", "Which summary says what matters in the post?", overlap=1)
+            store.import_items("tldr", read_comparisons(path).items)
+            token = store.add_annotator("tldr", "alice")
+            url = stack.enter_context(serving(store))
+            page.goto(f"{url}/#token={token}")
+            page.wait_for_selector("#document:not([hidden])")
+            return store
+
+        yield open_row
+
+
+def texts_of(page, selector: str) -> list[str]:
+    return page.eval_on_selector_all(selector, "nodes => nodes.map(n => n.textContent)")
+
+
+def test_a_document_item_shows_its_payloads_as_text_and_is_labelled(tmp_path, page, open_comparison):
+    title = f"My roommate {SCRIPT} keeps {IMG} eating my food"
+    paragraphs = [f"First paragraph {IMG}", f"Second {SCRIPT}\nwith a line break"] + [
+        f"Paragraph {n}: more of the story, told at length so that the post overflows its box." * 3
+        for n in range(3, 15)
+    ]
+    summaries = (f" She eats my food {SCRIPT}.", f" Roommate {IMG} problem.")
+    store = open_comparison(tldr_row(title, "\n\n".join(paragraphs), summaries))
+    assert page.is_hidden("#prompt")  # the document, not the query, is what annotators read
+    assert page.text_content("#document-title") == title
+    assert page.text_content("#document-source") == "r/relationships"
+    assert texts_of(page, "#document-text p") == paragraphs  # paragraphs kept, line break too
+    assert sorted(texts_of(page, "#responses .response .text")) == sorted(summaries)
+    assert page.locator("#document img, #document script, #responses img, #responses script").count() == 0
+    box = page.eval_on_selector(
+        "#document-text",
+        "n => [n.scrollHeight > n.clientHeight, getComputedStyle(n).overflowY]",
+    )
+    assert box == [True, "auto"]  # a long post scrolls in its box; the summaries stay in view
+    columns = page.eval_on_selector_all(
+        "#responses .response", "cards => cards.map(c => Math.round(c.getBoundingClientRect().top))"
+    )
+    assert len(columns) == 2 and columns[0] == columns[1]  # side by side
+    page.screenshot(path=str(screenshot_dir(tmp_path) / "annotate-document-xss.png"), full_page=True)
+    shown = texts_of(page, "#responses .response .text")
+    page.keyboard.press("b")
+    page.keyboard.press("e")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#done:not([hidden])")
+    assert page.dialogs == [] and page.evaluate("window.pwned") is None
+    (annotation,) = store.annotations("tldr")
+    (item,) = store.items("tldr")
+    assert item.responses[annotation.ranking[0]].text == shown[1]  # B, the right one, won
+    stats = project_stats(store.items("tldr"), store.annotations("tldr"), [], 1)["original_labels"]
+    agreed = shown[1] == summaries[0]  # the original labeller chose summaries[0]
+    assert (stats["relabel"]["agree"], stats["relabel"]["disagree"]) == (int(agreed), int(not agreed))
+
+
+DOCS_POST = """My (27F) best friend (28F) is getting married in October, and a few months ago she asked \
+me to be her maid of honour. I said yes straight away: we have been friends since we were twelve.
+
+Since then the costs have added up. The dress is $350, the bachelorette is a weekend in another city \
+(flights, a shared rental, activities: about $1,200 per person), and the bridesmaids are expected to \
+split the cost of the bridal shower. I started a new job in March and I am still paying off a loan.
+
+I told her last week that I can't afford the bachelorette trip and asked whether we could do something \
+local instead. She said she understood, but since then she has been short with me, and another \
+bridesmaid told me she thinks I'm "not taking the role seriously".
+
+I don't want to lose the friendship over money, but I also can't put a trip on a credit card. How do I \
+talk to her about this without it sounding like I care less about her wedding?"""
+DOCS_SUMMARIES = (
+    " Best friend's wedding costs (dress, $1,200 bachelorette trip, shower) are more than I can afford. "
+    "I told her I can't do the trip and now she's distant. How do I talk to her without hurting the "
+    "friendship?",
+    " I'm the maid of honour and my friend is getting married in October.",
+)
+
+
+def test_the_document_view_screenshot_for_the_docs(tmp_path, page, open_comparison):
+    """The docs' picture of the document view: a hand-written Reddit-style post and two summaries, one
+    chosen. Written to the test's folder; with RLHFKIT_DOCS_SCREENSHOTS=1 copied into docs/img."""
+    row = tldr_row("My best friend's wedding is costing more than I can afford", DOCS_POST, DOCS_SUMMARIES)
+    store = open_comparison(row)
+    assert len(texts_of(page, "#document-text p")) == 4
+    assert page.text_content("#document-title") == row["info"]["title"]
+    shown = texts_of(page, "#responses .response .text")
+    page.keyboard.press("a" if shown[0] == DOCS_SUMMARIES[0] else "b")
+    page.keyboard.press("w")
+    assert page.locator("#responses .response.best").count() == 1
+    assert page.text_content("#responses .response.best .text") == DOCS_SUMMARIES[0]
+    target = screenshot_dir(tmp_path) / "feedback-document.png"
+    page.screenshot(path=str(target), full_page=True)
+    assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    if os.environ.get("RLHFKIT_DOCS_SCREENSHOTS") == "1":
+        DOCS_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(target, DOCS_SCREENSHOT)
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#done:not([hidden])")
+    assert len(store.annotations("tldr")) == 1

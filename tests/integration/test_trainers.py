@@ -12,6 +12,7 @@ from transformers import AutoModelForCausalLM, AutoModelForSequenceClassificatio
 
 from rlhfkit.data.split import DataConfig
 from rlhfkit.eval.evaluate import EvalConfig, evaluate
+from rlhfkit.eval.rouge import rouge_l
 from rlhfkit.models.value import ValueModel
 from rlhfkit.rewards import RewardSpec
 from rlhfkit.rollout.config import SamplingConfig
@@ -322,3 +323,54 @@ def test_eval_tables_under_two_judges_match_a_hand_count(
         summary["policies"][tuned]["win_rate"] == summary["policies"][tuned]["judges"]["length"]["win_rate"]
     )
     assert "win_rate" not in summary["policies"][base]["judges"]["length"]
+
+
+def test_eval_on_tldr_posts_reports_rouge_l_against_the_references(
+    tiny_policy_dir, tiny_gpt2_policy_dir, tldr_row, tmp_path
+):
+    """The whole eval path on summarize-from-feedback rows: ROUGE-L and words recomputed from samples."""
+
+    posts = [f"p{i}" for i in range(16)]
+    refs = {p: f" the reference of post {p}" for p in posts[::2]}  # odd posts have no reference
+    rows = [
+        tldr_row(
+            p, [(" a model summary", "sup1"), (refs.get(p, " another one"), "ref" if p in refs else "x")]
+        )
+        for p in posts
+    ]
+    path = tmp_path / "tldr.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    base, tuned = tiny_policy_dir.name, tiny_gpt2_policy_dir.name
+    summary = evaluate(
+        EvalConfig(
+            baseline=str(tiny_policy_dir),
+            policies=[str(tiny_gpt2_policy_dir)],
+            judges=[RewardSpec(kind="length", name="length", options={"target": 20})],
+            output_dir=str(tmp_path / "eval"),
+            data=DataConfig(path=str(path), format="tldr", eval_fraction=0.5, max_query_chars=200),
+            sampling=SamplingConfig(max_new_tokens=8, temperature=1.0),
+            batch_size=8,
+            n_boot=200,
+            threads=2,
+        )
+    )
+    samples = [json.loads(line) for line in (tmp_path / "eval" / "samples.jsonl").read_text().splitlines()]
+    post_of = [r["prompt"].split("POST: The post ")[1].split(".")[0] for r in samples]
+    with_ref = [i for i, p in enumerate(post_of) if p in refs]
+    assert 0 < len(with_ref) < len(samples)  # the split holds posts with and without a reference
+    assert summary["references"] == {
+        "prompts": len(with_ref),
+        "mean_words": pytest.approx(sum(len(refs[post_of[i]].split()) for i in with_ref) / len(with_ref)),
+    }
+    scores = {}
+    for name in (base, tuned):
+        row = summary["policies"][name]
+        texts = [r[name]["response"] for r in samples]
+        assert row["mean_words"] == pytest.approx(sum(len(t.split()) for t in texts) / len(texts))
+        scores[name] = [rouge_l(refs[post_of[i]], texts[i]) for i in with_ref]
+        assert row["n_rouge_prompts"] == len(with_ref)
+        assert row["rouge_l"] == pytest.approx(sum(scores[name]) / len(with_ref))
+        assert row["rouge_l_low"] <= row["rouge_l"] <= row["rouge_l_high"]
+    diffs = [a - b for a, b in zip(scores[tuned], scores[base], strict=True)]
+    assert summary["policies"][tuned]["rouge_l_diff"] == pytest.approx(sum(diffs) / len(diffs))
+    assert "rouge_l_diff" not in summary["policies"][base]

@@ -6,6 +6,9 @@ import pytest
 from rlhfkit.stats import (
     WinRate,
     bootstrap_mean_ci,
+    bootstrap_ratio_ci,
+    krippendorff_alpha,
+    krippendorff_alpha_interval,
     length_adjusted_difference,
     length_slope,
     paired_comparison,
@@ -148,3 +151,41 @@ def test_length_adjusted_difference_by_hand():
     _, diff, low, _ = length_adjusted_difference([2, 3, 4], [3, 2, 1], [1, 2, 3], [3, 2, 1], n_boot=200)
     assert diff == pytest.approx(1.0) and low == pytest.approx(1.0)
     assert length_slope([1, 2], [5, 5]) == 0.0  # no length variation: nothing to adjust
+
+
+def test_interval_alpha_by_hand():
+    # unit a {2, 4, 8}: squared differences 4 + 36 + 16 = 56 per unordered pair, 112 ordered, / (3 - 1)
+    # = 56; unit b {7, 9}: 2 * 4 / 1 = 8; unit c has one value and is left out. n = 5, D_o = 64 / 5.
+    # All 10 pairs of {2, 4, 8, 7, 9}: 4+36+25+49+16+9+25+1+1+4 = 170, ordered 340, D_e = 340 / 20 = 17.
+    units = {("a",): {"W1": 2, "W2": 4, "W3": 8}, ("b",): {"W1": 7, "W2": 9}, ("c",): {"W1": 3}}
+    assert krippendorff_alpha_interval(units) == pytest.approx(1 - (64 / 5) / 17)  # = 21/85
+
+
+def test_interval_alpha_on_two_values_is_the_nominal_alpha():
+    units = {
+        (u,): {f"W{i}": int(v) for i, v in enumerate(values)} for u, values in enumerate(["001", "11", "10"])
+    }
+    nominal = {u: {w: str(v) for w, v in values.items()} for u, values in units.items()}
+    assert krippendorff_alpha_interval(units) == pytest.approx(krippendorff_alpha(nominal)[0])
+
+
+def test_interval_alpha_undefined():
+    assert krippendorff_alpha_interval({("a",): {"W1": 3}}) is None  # no unit with two values
+    assert krippendorff_alpha_interval({("a",): {"W1": 3, "W2": 3}}) is None  # every value the same
+
+
+def test_bootstrap_ratio_ci_resamples_clusters():
+    # clusters (1 of 3) and (1 of 1): the pooled share is 2/4; a resample of 2 clusters is 2/6, 2/4 or 1
+    ratio, low, high = bootstrap_ratio_ci([1, 1], [3, 1], n_boot=400, seed=1)
+    assert ratio == 0.5
+    assert low == pytest.approx(1 / 3) and high == 1.0
+    assert bootstrap_ratio_ci([2], [4], n_boot=10) == (0.5, 0.5, 0.5)
+
+
+@pytest.mark.parametrize(
+    ("num", "den", "match"),
+    [([1], [1, 2], "paired"), ([], [], "paired"), ([1], [0], "positive sum"), ([1], [-1], ">= 0")],
+)
+def test_bootstrap_ratio_ci_errors(num, den, match):
+    with pytest.raises(ValueError, match=match):
+        bootstrap_ratio_ci(num, den)

@@ -10,7 +10,7 @@ const PREFERENCES = ["a_better", "b_better", "ranking"];
 
 const state = {
   token: null,
-  task: null, // {item_id, turns, responses: [{letter, text}]}
+  task: null, // {item_id, turns, document: {text, title, source} | null, responses: [{letter, text}]}
   label: null,
   strength: null,
   ranking: [], // letters, best first
@@ -140,8 +140,10 @@ function renderTask(task) {
   show("done", false);
   show("task", true);
 
+  renderDocument(task.document);
   const prompt = $("prompt");
   prompt.replaceChildren();
+  show("prompt", !task.document); // a document item shows its document in place of the prompt
   const single = task.turns.length === 1 && task.turns[0].role === "user";
   for (const turn of task.turns) {
     const box = el("div", `turn role-${turn.role}`);
@@ -161,7 +163,8 @@ function renderTask(task) {
     if (task.responses.length > 2) head.append(el("kbd", "", String(n + 1)));
     head.append(el("span", "badge"));
     card.append(head);
-    card.append(el("div", "text", visibleText(response.text)));
+    const blank = !response.text.trim();
+    card.append(el("div", blank ? "text blank" : "text", visibleText(response.text)));
     responses.append(card);
   });
 
@@ -170,6 +173,21 @@ function renderTask(task) {
   show("rank-choices", ranking);
   setStatus("");
   refresh();
+}
+
+// A document (a post or article the responses summarise): its source, title and paragraphs (split at
+// blank lines; single line breaks are kept), all as text, in a box that scrolls when it is long.
+function renderDocument(doc) {
+  show("document", Boolean(doc));
+  const body = $("document-text");
+  body.replaceChildren();
+  body.scrollTop = 0;
+  $("document-source").textContent = doc && doc.source ? visibleText(doc.source) : "";
+  $("document-title").textContent = doc && doc.title ? visibleText(doc.title) : "";
+  if (!doc) return;
+  for (const paragraph of doc.text.split(/\n[ \t]*\n/)) {
+    if (paragraph.trim()) body.append(el("p", "", visibleText(paragraph.replace(/^\n+|\n+$/g, ""))));
+  }
 }
 
 function letters() {

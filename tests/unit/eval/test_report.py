@@ -345,3 +345,16 @@ def test_cli_writes_to_output_and_rejects_a_file(pipeline_run, tmp_path, capsys)
     assert f"rlhfkit report: error: {not_a_folder}: not a folder" in capsys.readouterr().err
     with pytest.raises(NotADirectoryError):
         build_report(tmp_path / "nowhere")
+
+
+def test_win_rate_table_shows_words_and_rouge_l_when_the_eval_has_them(tmp_path):
+    _eval(tmp_path / "eval")
+    assert "ROUGE-L" not in _page(build_report(tmp_path)).text  # not summaries of posts: no column
+    summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
+    summary["references"] = {"prompts": 2, "mean_words": 20.0}
+    for row, rouge in zip(summary["policies"].values(), (0.21, 0.345), strict=True):
+        row.update(mean_words=17.25, rouge_l=rouge, rouge_l_low=rouge - 0.1, rouge_l_high=rouge + 0.1)
+    _json(tmp_path / "eval" / "summary.json", summary)
+    text = _page(build_report(tmp_path)).text
+    assert "ROUGE-L [95% CI]" in text and "0.345 [0.245, 0.445]" in text and "17.2" in text
+    assert "human reference summary of 2 prompts" in text

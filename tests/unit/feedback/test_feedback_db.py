@@ -76,3 +76,42 @@ def test_init_on_a_newer_or_unknown_revision_says_so(tmp_path):
     with pytest.raises(SchemaError, match="revision 9999, which this rlhfkit does not know"):
         Store.init(url)
     engine.dispose()
+
+
+def test_migrating_0001_to_0002_keeps_items_as_they_were(store):
+    """A database made before documents and original labels (0001) migrates with its items intact:
+    they get no document and no original labels, and are served as before."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with store.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0001")
+    assert current_revision(store.engine) == "0001"
+    with store.engine.begin() as connection:
+        connection.execute(
+            text("INSERT INTO projects (name, guidelines, overlap, created_at) VALUES ('old', '', 1, :t)"),
+            {"t": "2026-01-01 00:00:00"},
+        )
+        connection.execute(
+            text(
+                "INSERT INTO items (project_id, external_id, prompt, meta, created_at, assigned, is_open) "
+                "SELECT id, 'q0', '\"an old prompt\"', NULL, :t, 0, true FROM projects WHERE name = 'old'"
+            ),
+            {"t": "2026-01-01 00:00:00"},
+        )
+        connection.execute(
+            text(
+                "INSERT INTO responses (item_id, position, text, meta) "
+                "SELECT id, p, 'r' || p, NULL FROM items, (SELECT 0 AS p UNION ALL SELECT 1) AS ps"
+            )
+        )
+    assert upgrade(store.engine) == HEAD == "0002"
+    (item,) = store.items("old")
+    assert (item.prompt, [r.text for r in item.responses]) == ("an old prompt", ["r0", "r1"])
+    assert item.document is None and item.original is None
+    who = store.authenticate(store.add_annotator("old", "ann")).id
+    task = store.queue.next_task(who)
+    assert task.prompt == "an old prompt" and task.document is None
