@@ -28,26 +28,33 @@ class DataError(ValueError):
         line: 1-based line number in a JSONL file (row index + 1 elsewhere); None for file-level errors.
         field: the offending field of the record (``'chosen'``, ``'prompt'``, ...); None when not one field.
         reason: what is wrong, e.g. ``"empty response"``.
+        row: in a CSV/TSV table, the 1-based data row (the header is not a row; a row can span lines),
+            and `field` is then the column; None elsewhere.
 
-    ``str(err)`` reads like ``data/x.jsonl:12: field 'chosen': empty response``, leaving out the parts
-    that are None.
+    ``str(err)`` reads like ``data/x.jsonl:12: field 'chosen': empty response``, or for a table
+    ``data/x.csv:13 (row 12): column 'instruction': empty prompt``, leaving out the parts that are None.
     """
 
-    def __init__(self, path: str, line: int | None, field: str | None, reason: str) -> None:
+    def __init__(
+        self, path: str, line: int | None, field: str | None, reason: str, row: int | None = None
+    ) -> None:
         self.path = str(path)
         self.line = line
         self.field = field
         self.reason = reason
+        self.row = row
         super().__init__(self._message())
 
     def _message(self) -> str:
         where = self.path if self.line is None else f"{self.path}:{self.line}"
-        what = self.reason if self.field is None else f"field {self.field!r}: {self.reason}"
+        where += "" if self.row is None else f" (row {self.row})"
+        kind = "field" if self.row is None else "column"
+        what = self.reason if self.field is None else f"{kind} {self.field!r}: {self.reason}"
         return f"{where}: {what}"
 
     def __reduce__(self) -> tuple[Any, ...]:
-        # keeps the error picklable (worker processes) despite the 4-argument constructor
-        return (type(self), (self.path, self.line, self.field, self.reason))
+        # keeps the error picklable (worker processes) despite the 5-argument constructor
+        return (type(self), (self.path, self.line, self.field, self.reason, self.row))
 
 
 class InvalidRecord(ValueError):
@@ -72,11 +79,13 @@ class SkippedRecord:
 
 @dataclass
 class LoadReport:
-    """What a loader read: the valid `records` and the `skipped` ones, with the file they came from."""
+    """What a loader read: the valid `records`, the `skipped` ones, and how many rows a ``data.filter``
+    left out (`filtered`), with the file they came from."""
 
     path: str
     records: list = field(default_factory=list)
     skipped: list[SkippedRecord] = field(default_factory=list)
+    filtered: int = 0
 
     def __len__(self) -> int:
         return len(self.records)
@@ -93,6 +102,7 @@ class LoadReport:
         Skips are grouped by the kind of their reason, most frequent first.
         """
         text = f"{self.path}: {len(self.records)} records, {len(self.skipped)} skipped"
+        text += f", {self.filtered} left out by data.filter" if self.filtered else ""
         if not self.skipped:
             return text
         kinds = Counter(reason_kind(s.reason) for s in self.skipped)

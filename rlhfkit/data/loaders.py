@@ -15,8 +15,13 @@ Formats (see ARCHITECTURE.md, "Data formats we speak"):
   the preferred summary as the SFT target); each record's ``group`` is its post id, so that the split
   keeps every post on one side. `load_prompts` gives each post's query once.
 
-Every problem is a `DataError` naming the path, line and field. With ``skip_invalid=False`` the first
-one is raised; with ``skip_invalid=True`` each is recorded in `LoadReport.skipped` and loading goes on.
+A CSV/TSV table, or any file whose keys are not these names, is read through a `Columns` mapping
+(``columns=``: field -> column, and a row filter; see :mod:`rlhfkit.data.tables`); a table's prompt
+cell is one user message.
+
+Every problem is a `DataError` naming the path, line and field (for a table: the row and column). With
+``skip_invalid=False`` the first one is raised; with ``skip_invalid=True`` each is recorded in
+`LoadReport.skipped` and loading goes on.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from rlhfkit.data.errors import LoadReport
 from rlhfkit.data.hh import HHFormatError, split_hh_dialogue
 from rlhfkit.data.reading import load_report, read_records
 from rlhfkit.data.records import PreferencePair, Prompt, PromptOnly, SFTExample
+from rlhfkit.data.tables import Columns
 from rlhfkit.data.tldr import TLDROptions, is_tldr_row, pair_parser, prompt_parser, sft_parser
 
 __all__ = ["load_preferences", "load_prompts", "load_sft", "read_records", "train_eval_split"]
@@ -40,6 +46,7 @@ _FORMATS = ("auto", "trl", "hh", "tldr")
 _ROLES = ("system", "user", "assistant")
 T = TypeVar("T")
 _TLDR = TLDROptions()  # the defaults: the query cut to 2000 characters, no margin, preferred summaries
+_COLUMNS = Columns()  # no mapping, no filter
 
 
 def _type_name(value: Any) -> str:
@@ -192,7 +199,11 @@ def _sft(tldr: TLDROptions) -> Callable[[dict], SFTExample | None]:
 
 
 def load_preferences(
-    path: str | os.PathLike, format: str = "auto", skip_invalid: bool = False, tldr: TLDROptions = _TLDR
+    path: str | os.PathLike,
+    format: str = "auto",
+    skip_invalid: bool = False,
+    tldr: TLDROptions = _TLDR,
+    columns: Columns = _COLUMNS,
 ) -> LoadReport:
     """Load `PreferencePair` records from a ``trl``, ``hh`` or ``tldr`` file (see the module docstring).
 
@@ -223,11 +234,14 @@ def load_preferences(
             fmt = "trl" if "prompt" in first or isinstance(first.get("chosen"), list) else "hh"
         return {"trl": _preference_trl, "hh": _preference_hh, "tldr": pair_parser(tldr)}[fmt]
 
-    return load_report(path, choose, skip_invalid)
+    return load_report(path, choose, skip_invalid, columns=columns)
 
 
 def load_prompts(
-    path: str | os.PathLike, skip_invalid: bool = False, tldr: TLDROptions = _TLDR
+    path: str | os.PathLike,
+    skip_invalid: bool = False,
+    tldr: TLDROptions = _TLDR,
+    columns: Columns = _COLUMNS,
 ) -> LoadReport:
     """Load `PromptOnly` records: ``{"prompt"}`` records, or the prompt of preference records (``tldr``
     rows included: the query, once per post, its later comparisons still validated).
@@ -242,10 +256,15 @@ def load_prompts(
             for a file with no (valid) records.
         FileNotFoundError: see `read_records`.
     """
-    return load_report(path, lambda first: _prompt_only(tldr), skip_invalid)
+    return load_report(path, lambda first: _prompt_only(tldr), skip_invalid, columns=columns)
 
 
-def load_sft(path: str | os.PathLike, skip_invalid: bool = False, tldr: TLDROptions = _TLDR) -> LoadReport:
+def load_sft(
+    path: str | os.PathLike,
+    skip_invalid: bool = False,
+    tldr: TLDROptions = _TLDR,
+    columns: Columns = _COLUMNS,
+) -> LoadReport:
     """Load `SFTExample` records: ``{prompt, response}``, ``{prompt, completion}``, or preference records
     (``trl``, ``hh`` or ``tldr``, validated as whole pairs like `load_preferences`) with the chosen reply
     as the response (for ``tldr`` the preferred summary, one per comparison, or with
@@ -257,7 +276,7 @@ def load_sft(path: str | os.PathLike, skip_invalid: bool = False, tldr: TLDROpti
             not an HH dialogue (skipped instead if `skip_invalid`); for a file with no (valid) records.
         FileNotFoundError: see `read_records`.
     """
-    return load_report(path, lambda first: _sft(tldr), skip_invalid)
+    return load_report(path, lambda first: _sft(tldr), skip_invalid, columns=columns)
 
 
 def train_eval_split(records: Sequence[T], eval_fraction: float, seed: int) -> tuple[list[T], list[T]]:

@@ -1,4 +1,5 @@
-"""Reading raw records (JSON objects) from JSONL, JSONL.gz, JSON, Parquet or a Hugging Face Hub dataset.
+"""Reading raw records (JSON objects) from JSONL, JSON, Parquet, CSV/TSV (each gzipped or not) or a Hugging
+Face Hub dataset.
 
 `read_records` is the public entry point (also exported from `rlhfkit.data.loaders`); the loaders use
 `iter_raw_records`, which hands back per-record problems as values instead of raising them, so that a
@@ -16,13 +17,15 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from rlhfkit.data.errors import DataError, InvalidRecord, LoadReport, SkippedRecord
+from rlhfkit.data.tables import Columns, read_table, table_delimiter
 
 _GZIP_MAGIC = b"\x1f\x8b"
 # "owner/name", "owner/name:split", "owner/name/some/data_files.jsonl.gz[:split]"
 _HUB_ID_RE = re.compile(
     r"^(?P<name>[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*)(?P<files>/[^:]+)?(?::(?P<split>[\w.\-\[\]%+]+))?$"
 )
-_FILE_SUFFIXES = (".jsonl", ".json", ".gz", ".parquet", ".csv", ".txt")
+_FILE_SUFFIXES = (".jsonl", ".json", ".gz", ".parquet", ".csv", ".tsv", ".tab", ".txt")
+_NO_COLUMNS = Columns()
 
 
 def _hub_spec(path: str) -> tuple[str, str | None, str] | None:
@@ -107,9 +110,12 @@ def _read_file(path: str) -> Iterator[tuple[int, dict | DataError]]:
         yield from _read_parquet(path)
         return
     opener = gzip.open if magic == _GZIP_MAGIC or path.endswith(".gz") else open
+    delimiter = table_delimiter(path)
     try:
         with opener(path, "rb") as f:
-            if base.endswith(".json"):
+            if delimiter is not None:
+                yield from read_table(path, f, delimiter)
+            elif base.endswith(".json"):
                 yield from _read_json(path, f.read())
             else:
                 yield from _jsonl_lines(path, f)
@@ -137,7 +143,9 @@ def read_records(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
 
     Reads JSON Lines (``.jsonl``, and gzip-compressed, recognised by its magic bytes or a ``.gz``
     suffix), ``.json`` (a list of objects, line = index + 1; a ``.json`` that is really JSON Lines is
-    read as such) and ``.parquet`` (needs pyarrow; line = row index + 1). Blank lines are skipped and
+    read as such), ``.parquet`` (needs pyarrow; line = row index + 1) and CSV / TSV tables (``.csv``,
+    ``.tsv``, ``.tab``, gzipped or not; one record per row, keyed by the header, cells as text, line =
+    the line the row starts on; see :mod:`rlhfkit.data.tables`). Blank lines are skipped and
     do not count as records, but they do count in line numbers. If `path` does not exist and looks like
     a Hugging Face Hub dataset id (``"owner/name"``, ``"owner/name:split"``, or
     ``"owner/name/path/in/repo.jsonl[:split]"`` for ``data_files``), it is loaded with
@@ -145,7 +153,9 @@ def read_records(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
 
     Raises:
         DataError: for a malformed JSON line (``"malformed JSON: ..."``), a line that is not a JSON
-            object, text that is not UTF-8, or an unreadable (e.g. truncated gzip) file.
+            object, a table row that cannot be parsed or has the wrong number of cells
+            (``"unreadable row: ..."``), a table without a header, text that is not UTF-8, or an
+            unreadable (e.g. truncated gzip) file.
         FileNotFoundError: if `path` does not exist (the message names the path), or if it looked like
             a hub id and loading it failed (the message names both the local path and the hub call).
     """
@@ -160,30 +170,44 @@ def load_report(
     choose: Callable[[dict], Callable[[dict], Any]],
     skip_invalid: bool,
     empty: str = "no records",
+    columns: Columns = _NO_COLUMNS,
 ) -> LoadReport:
     """Every record of `path`, parsed: ``choose(first row)`` picks the parser, which returns the record,
     None (a row that gives no record) or raises :class:`InvalidRecord`. A bad row or line is raised as a
-    DataError (path, line, field), or counted in ``report.skipped`` with `skip_invalid`.
+    DataError (path, line, field; for a table also the row, and the column instead of the field), or
+    counted in ``report.skipped`` with `skip_invalid`.
+
+    `columns` maps fields to columns and filters rows first (:class:`rlhfkit.data.tables.Columns`):
+    rows it leaves out are counted in ``report.filtered``, and an error on a mapped field names its
+    column.
 
     Raises:
-        DataError: see above; always for a file with no (valid) records (`empty`: the reason when there
-            were rows but none gave a record).
+        DataError: see above; always for a mapped or filtered column that the table lacks, and for a
+            file with no (valid) records (`empty`: the reason when there were rows but none gave a
+            record; with a filter, how many rows it left out).
         FileNotFoundError: see :func:`iter_raw_records`.
     """
     path = os.fspath(path)
+    table = table_delimiter(path) is not None
     report = LoadReport(path)
     parse: Callable[[dict], Any] | None = None
     rows = 0
-    for line, item in iter_raw_records(path):
+    for row, (line, item) in enumerate(iter_raw_records(path), 1):
         if isinstance(item, DataError):
-            error = item
+            error = DataError(path, line, None, item.reason, row) if table else item
         else:
+            if rows == 0 and table:
+                columns.check_header(path, item)
             rows += 1
-            parse = parse or choose(item)
             try:
-                record = parse(item)
+                if not columns.keeps(item):
+                    report.filtered += 1
+                    continue
+                record = columns.apply(item, table)
+                parse = parse or choose(record)
+                record = parse(record)
             except InvalidRecord as e:
-                error = DataError(path, line, e.field, e.reason)
+                error = DataError(path, line, columns.column_of(e.field), e.reason, row if table else None)
             else:
                 if record is not None:
                     report.records.append(record)
@@ -201,5 +225,7 @@ def load_report(
                 f"no valid records: all {len(report.skipped)} were skipped "
                 f"(first at line {first.line}: {first.reason})",
             )
+        if report.filtered:
+            raise DataError(path, None, None, f"no records: data.filter left out all {rows} rows")
         raise DataError(path, None, None, empty if rows else "no records")
     return report

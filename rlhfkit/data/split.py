@@ -18,6 +18,7 @@ from typing import Any, Literal, TypeVar
 from rlhfkit.config import option
 from rlhfkit.data.errors import DataError, LoadReport
 from rlhfkit.data.loaders import train_eval_split
+from rlhfkit.data.tables import Columns
 from rlhfkit.data.tldr import DEFAULT_MAX_QUERY_CHARS, TLDROptions
 
 HH_DATA = "../shared/data/hh-rlhf/harmless-base-2000.jsonl.gz"
@@ -28,7 +29,9 @@ T = TypeVar("T")
 class DataConfig:
     """Where the records come from and how they are split."""
 
-    path: str = option(HH_DATA, "JSONL / JSONL.gz / JSON / parquet file, or a hub dataset id")
+    path: str = option(
+        HH_DATA, "JSONL / JSON / parquet / CSV / TSV file (each gzipped or not), or a hub dataset id"
+    )
     format: Literal["auto", "trl", "hh", "tldr"] = option(
         "auto",
         "record format: trl {prompt,chosen,rejected}, hh, tldr (summarize-from-feedback comparisons, split "
@@ -56,8 +59,27 @@ class DataConfig:
         "tldr: SFT on the preferred summary of every comparison, or on each post's human reference (ref)",
     )
 
+    fields: dict[str, str] = option(
+        {},
+        "which column holds each field: prompt, response (or completion), chosen, rejected, system, "
+        "margin; e.g. data.fields.prompt=instruction (a CSV/TSV prompt cell is one user message)",
+    )
+    filter: dict[str, str | list[str]] = option(
+        {}, "keep only rows whose column has this value (or one of a list): data.filter.intent=track_order"
+    )
+    system_prompt: str | None = option(
+        None,
+        "system message of every prompt (the assistant's persona and rules): rendered by the policy's chat "
+        "template in SFT, sampling, RL and eval, and saved in the trained model's chat template",
+    )
+
     def __post_init__(self) -> None:
         self.tldr_options()  # a bad max_query_chars fails when the config is read
+        self.columns()  # and an unknown field name
+
+    def columns(self) -> Columns:
+        """The field mapping and row filter of this section, as the loaders take them."""
+        return Columns(dict(self.fields), dict(self.filter))
 
     def tldr_options(self) -> TLDROptions:
         """The ``tldr`` options of this section, as the loaders take them."""
@@ -120,8 +142,8 @@ def _halves_by_group(train: list) -> tuple[list, list]:
 
 
 def load_split(data: DataConfig, loader: Callable[..., LoadReport]) -> tuple[list, list]:
-    """Load records with ``loader(path, skip_invalid=..., tldr=data.tldr_options())`` and split them into
-    (train, eval), both capped; ``data.train_part`` keeps the first or second half of the training split
+    """Load records with ``loader(path, skip_invalid=..., tldr=..., columns=data.columns())`` and split them
+    into (train, eval), both capped; ``data.train_part`` keeps the first or second half of the training split
     (the first half holds ``ceil(n / 2)`` records).
 
     Records with a ``group`` (``tldr`` data: the post id) are split by `group_train_eval_split`
@@ -131,14 +153,17 @@ def load_split(data: DataConfig, loader: Callable[..., LoadReport]) -> tuple[lis
     that ``max_train`` / ``max_eval`` keep a sample of the records, not of the posts. Records without a
     group (every other format) are split exactly as before.
 
-    Skipped records are reported on stdout, never dropped silently.
+    Skipped records, and rows that ``data.filter`` left out, are reported on stdout, never dropped
+    silently.
 
     Raises:
         rlhfkit.data.DataError: bad input (file, line, field), unless ``data.skip_invalid``; also when
             some records have a group and others not (a file that mixes ``tldr`` rows with others).
     """
-    report = loader(data.path, skip_invalid=data.skip_invalid, tldr=data.tldr_options())
-    if report.skipped:
+    report = loader(
+        data.path, skip_invalid=data.skip_invalid, tldr=data.tldr_options(), columns=data.columns()
+    )
+    if report.skipped or report.filtered:
         print(f"[rlhfkit] {report.summary()}", flush=True)
     grouped = [_group_of(r) is not None for r in report.records]
     if any(grouped) and not all(grouped):

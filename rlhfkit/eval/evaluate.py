@@ -113,7 +113,7 @@ def _name(path: str) -> str:
 def _sample(cfg: EvalConfig, path: str, prompts: list, reference) -> dict:
     """Responses, lengths (N,), per-response KL (N,) and EOS flags (N,) of one policy; N = prompts x k,
     prompt-major."""
-    tokenizer = load_tokenizer(path)
+    tokenizer = load_tokenizer(path, system_prompt=cfg.data.system_prompt)
     policy = load_policy(path, cfg.dtype, trainable=False)
     generator = torch.Generator().manual_seed(cfg.seed)
     repeated = [p for p in prompts for _ in range(cfg.samples_per_prompt)]

@@ -21,10 +21,13 @@ from rlhfkit.models.loading import load_policy, load_tokenizer
 from rlhfkit.rollout.sampling import rollout
 
 
-def sample_candidates(policy: str, prompts: list[Prompt], cfg: CandidatesConfig, seed: int) -> list[dict]:
+def sample_candidates(
+    policy: str, prompts: list[Prompt], cfg: CandidatesConfig, seed: int, system_prompt: str | None = None
+) -> list[dict]:
     """``{"prompt", "responses": [K texts], "has_eos": [K bools]}`` per prompt, sampled from ``policy`` with
-    the project's rollout code (KV cache, cut after the first EOS), seeded by ``seed``."""
-    tokenizer = load_tokenizer(policy)
+    the project's rollout code (KV cache, cut after the first EOS), seeded by ``seed``, under the run's
+    ``system_prompt`` (None: the one the policy was saved with, if any)."""
+    tokenizer = load_tokenizer(policy, system_prompt=system_prompt)
     model = load_policy(policy, cfg.dtype, trainable=False)
     generator = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
     out = []

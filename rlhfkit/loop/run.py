@@ -146,7 +146,8 @@ def _round(
     labels = [("label", i) for i in range(1, r + 1)]
 
     def sample() -> None:
-        write_jsonl(paths.candidates, sample_candidates(current, prompts, cfg.candidates, cfg.seed + r))
+        candidates = sample_candidates(current, prompts, cfg.candidates, cfg.seed + r, cfg.data.system_prompt)
+        write_jsonl(paths.candidates, candidates)
 
     def label() -> None:
         simulated = cfg.labeler == "simulated"

@@ -26,6 +26,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from rlhfkit.data.templates import set_system_prompt
 from rlhfkit.errors import ModelNotFoundError
 from rlhfkit.models.builtin import BUILTIN_MODELS, builtin_model_dir
 
@@ -61,14 +62,20 @@ def resolve_model(name: str | Path) -> str:
     raise ModelNotFoundError(f"cannot find model {name!r}; tried: " + "; ".join(tried))
 
 
-def load_tokenizer(name: str | Path, padding_side: str = "right") -> PreTrainedTokenizerBase:
-    """Tokenizer of a model, with a pad token guaranteed (the EOS token if it had none).
+def load_tokenizer(
+    name: str | Path, padding_side: str = "right", system_prompt: str | None = None
+) -> PreTrainedTokenizerBase:
+    """Tokenizer of a model, with a pad token guaranteed (the EOS token if it had none), and with
+    `system_prompt` (a run's ``data.system_prompt``) written into its chat template
+    (:func:`rlhfkit.data.templates.set_system_prompt`; None keeps the one the model was saved with).
 
     Raises:
         ModelNotFoundError: see :func:`resolve_model`.
-        ValueError: the tokenizer has neither a pad nor an EOS token.
+        ValueError: the tokenizer has neither a pad nor an EOS token; a `system_prompt` for a tokenizer
+            without a chat template.
     """
     tokenizer = AutoTokenizer.from_pretrained(resolve_model(name))
+    set_system_prompt(tokenizer, system_prompt)
     tokenizer.padding_side = padding_side
     if tokenizer.pad_token is None:
         if tokenizer.eos_token is None:

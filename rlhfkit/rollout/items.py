@@ -28,6 +28,8 @@ from tqdm.auto import tqdm
 from rlhfkit.config import option
 from rlhfkit.data import load_prompts
 from rlhfkit.data.items import ItemRecord, ResponseRecord
+from rlhfkit.data.tables import Columns
+from rlhfkit.data.templates import system_prompt_of
 from rlhfkit.models.loading import load_policy, load_tokenizer
 from rlhfkit.rollout.config import SAMPLING_RENAMED_KEYS, SamplingConfig
 from rlhfkit.rollout.sampling import rollout
@@ -43,7 +45,14 @@ class GenerateConfig:
     policy: str = option(
         "smollm2-135m-instruct", "policy to sample from: a folder, a built-in name or a hub id"
     )
-    prompts: str = option("prompts.jsonl", "prompts file ({prompt} or preference records)")
+    prompts: str = option(
+        "prompts.jsonl", "prompts file ({prompt} or preference records; a CSV/TSV table with fields.prompt)"
+    )
+    fields: dict[str, str] = option({}, "which column holds each field (as data.fields): fields.prompt=...")
+    filter: dict[str, str | list[str]] = option({}, "keep only rows with this column value, as data.filter")
+    system_prompt: str | None = option(
+        None, "system message rendered before every prompt (null: the one the policy was saved with)"
+    )
     output: str = option(
         "runs/items.jsonl", "the item records (JSONL) to write; `rlhfkit annotate load` reads it"
     )
@@ -79,11 +88,12 @@ def generate_items(cfg: GenerateConfig) -> Iterator[ItemRecord]:
         rlhfkit.data.DataError: a bad prompt record (unless ``cfg.skip_invalid``), or no prompts.
         rlhfkit.models.loading.ModelNotFoundError: ``cfg.policy`` cannot be found.
     """
-    report = load_prompts(cfg.prompts, skip_invalid=cfg.skip_invalid)
-    if report.skipped:
+    columns = Columns(dict(cfg.fields), dict(cfg.filter))
+    report = load_prompts(cfg.prompts, skip_invalid=cfg.skip_invalid, columns=columns)
+    if report.skipped or report.filtered:
         print(f"[rlhfkit] {report.summary()}", flush=True)
     prompts = [record.prompt for record in report.records][: cfg.limit]
-    tokenizer = load_tokenizer(cfg.policy, padding_side="left")
+    tokenizer = load_tokenizer(cfg.policy, padding_side="left", system_prompt=cfg.system_prompt)
     policy = load_policy(cfg.policy, trainable=False)
     device = next(policy.parameters()).device
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
@@ -93,6 +103,8 @@ def generate_items(cfg: GenerateConfig) -> Iterator[ItemRecord]:
         "use_chat_template": cfg.use_chat_template,
         "seed": cfg.seed,
     }
+    if system_prompt_of(tokenizer) is not None:  # the items of a run without one keep their ids
+        made_by["system_prompt"] = system_prompt_of(tokenizer)
     for start in tqdm(range(0, len(prompts), cfg.batch_size), desc="generate", unit="batch"):
         batch = prompts[start : start + cfg.batch_size]
         repeated = [p for p in batch for _ in range(cfg.k)]

@@ -228,7 +228,7 @@ def train_dpo(cfg: DPOConfig) -> dict:
     if not train:
         raise ValueError("no training pairs (check data.path, data.max_train and data.eval_fraction)")
     held_out = held_out[: cfg.eval_pairs]
-    tokenizer = load_tokenizer(cfg.policy)
+    tokenizer = load_tokenizer(cfg.policy, system_prompt=cfg.data.system_prompt)
     pad_id = tokenizer.pad_token_id
     model = load_policy(cfg.policy, cfg.dtype)
     loss_fn = get_dpo_loss(cfg.loss_type)

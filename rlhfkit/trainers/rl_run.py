@@ -60,7 +60,7 @@ def load_policy_and_reference(
     Raises:
         rlhfkit.models.loading.ModelNotFoundError: a model cannot be found.
     """
-    tokenizer = load_tokenizer(cfg.policy)
+    tokenizer = load_tokenizer(cfg.policy, system_prompt=cfg.data.system_prompt)
     policy = prepare_trainable(load_policy(cfg.policy, cfg.dtype), cfg.lora, cfg.gradient_checkpointing)
     reference = None
     if use_reference and needs_reference_copy(cfg.lora, cfg.policy, cfg.reference):

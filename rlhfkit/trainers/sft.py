@@ -114,7 +114,7 @@ def train_sft(cfg: SFTConfig) -> dict:
     main, world = accelerator.is_main_process, accelerator.num_processes
     setup_torch(cfg.seed, cfg.threads)
     train, held_out = load_split(cfg.data, load_sft)
-    tokenizer = load_tokenizer(cfg.model)
+    tokenizer = load_tokenizer(cfg.model, system_prompt=cfg.data.system_prompt)
     model = prepare_trainable(load_policy(cfg.model, cfg.dtype), cfg.lora, cfg.gradient_checkpointing)
 
     def encode(examples):

@@ -1,6 +1,7 @@
 """``rlhfkit <command> --help`` lists the same keys, types and defaults as before the ``sampling`` section,
 except the sampling keys, which moved from ``P.<key>`` to ``P.sampling.<key>``, and the
-summarize-from-feedback keys added to every ``data`` section since.
+summarize-from-feedback and table keys (field mapping, row filter, system prompt) added to every ``data``
+section since.
 
 ``cli_help/<command>.txt`` are snapshots of ``describe_config`` taken before that change (they stay as
 they are). Entries are compared in order: ``  key (type, default X)`` (or ``required``) and section
@@ -23,8 +24,16 @@ CONFIG_COMMANDS = [name for name, command in COMMANDS.items() if command.has_con
 # commands added after the snapshots were taken: nothing to compare them with
 NEW_COMMANDS = {"generate"}
 SNAPSHOT_COMMANDS = [name for name in CONFIG_COMMANDS if name not in NEW_COMMANDS]
-# keys added to every data section after the snapshots were taken (the summarize-from-feedback options)
-ADDED_DATA_KEYS = ("max_query_chars", "margin_from_confidence", "sft_target")
+# keys added to every data section after the snapshots were taken (the summarize-from-feedback options,
+# then the column mapping, row filter and system prompt of issue 19)
+ADDED_DATA_KEYS = (
+    "max_query_chars",
+    "margin_from_confidence",
+    "sft_target",
+    "fields",
+    "filter",
+    "system_prompt",
+)
 # sections added since, per command: the pipeline's grpo stage (its `stages` type lists it, same default)
 ADDED_SECTIONS = {"pipeline": ("grpo",)}
 CHANGED_TYPES = {"pipeline": {"stages"}}
