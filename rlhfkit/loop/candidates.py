@@ -22,11 +22,17 @@ from rlhfkit.rollout.sampling import rollout
 
 
 def sample_candidates(
-    policy: str, prompts: list[Prompt], cfg: CandidatesConfig, seed: int, system_prompt: str | None = None
+    policy: str,
+    prompts: list[Prompt],
+    cfg: CandidatesConfig,
+    seed: int,
+    system_prompt: str | None = None,
+    k: int | None = None,
 ) -> list[dict]:
     """``{"prompt", "responses": [K texts], "has_eos": [K bools]}`` per prompt, sampled from ``policy`` with
     the project's rollout code (KV cache, cut after the first EOS), seeded by ``seed``, under the run's
-    ``system_prompt`` (None: the one the policy was saved with, if any)."""
+    ``system_prompt`` (None: the one the policy was saved with, if any); K is `k` (default ``cfg.k``)."""
+    k = k or cfg.k
     tokenizer = load_tokenizer(policy, system_prompt=system_prompt)
     model = load_policy(policy, cfg.dtype, trainable=False)
     generator = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
@@ -36,13 +42,13 @@ def sample_candidates(
         ro = rollout(
             model,
             tokenizer,
-            [p for p in batch for _ in range(cfg.k)],
+            [p for p in batch for _ in range(k)],
             cfg.sampling,
             use_chat_template=cfg.use_chat_template,
             generator=generator,
         )
         for b, prompt in enumerate(batch):
-            rows = range(b * cfg.k, (b + 1) * cfg.k)
+            rows = range(b * k, (b + 1) * k)
             out.append(
                 {
                     "prompt": prompt,

@@ -50,11 +50,43 @@ class CandidatesConfig:
 
 
 @dataclass
+class SelfPlayConfig:
+    """A gold model learnt from human-written responses, for data without comparisons (an SFT table):
+    for training messages no round uses, the human response is chosen over the initial policy's own
+    sample (self-play pairs, as in SPIN; Chen et al. 2024), and a reward model is trained on them from
+    ``backbone`` with the ``reward`` section's settings (see rlhfkit.loop.self_play)."""
+
+    renamed_keys: ClassVar[dict[str, str]] = SAMPLING_RENAMED_KEYS
+
+    train_records: int = option(
+        0,
+        "training rows made into self-play pairs, from the end of the training split (never a round's "
+        "prompts); 0: off, simulated.gold_reward_model labels",
+    )
+    heldout_records: int = option(
+        64, "held-out rows made into self-play pairs too: the gold model's held-out accuracy"
+    )
+    backbone: str = option("minilm-l6", "what the gold reward model is trained from")
+    sampling: SamplingConfig = option(
+        SamplingConfig(temperature=0.7), "how the initial policy's own responses are sampled"
+    )
+    batch_size: int = option(8, "messages per sampling batch")
+
+    def __post_init__(self):
+        if self.train_records < 0 or self.heldout_records < 1 or self.batch_size < 1:
+            raise ValueError("train_records must be >= 0, heldout_records and batch_size >= 1")
+
+
+@dataclass
 class SimulatedConfig:
     """The simulated labeler: a gold reward model answers (see rlhfkit.loop.labeler)."""
 
     gold_reward_model: str = option(
-        "runs/hh-demo/reward", "gold reward model folder: a separately trained (or larger) reward model"
+        "runs/hh-demo/reward",
+        "gold reward model folder: a separately trained (or larger) reward model (unused with self_play)",
+    )
+    self_play: SelfPlayConfig = option(
+        SelfPlayConfig, "train the gold model on self-play pairs instead (self_play.train_records > 0)"
     )
     mode: Literal["bt", "argmax"] = option(
         "bt", "bt: a wins with probability sigmoid(g_a - g_b); argmax: the higher gold reward wins"
@@ -63,7 +95,9 @@ class SimulatedConfig:
     seed: int = option(0, "seed of the labeler's draws (the same seed gives the same labels)")
     max_length: int = option(256, "gold reward model tokens per dialogue (cut from the left)")
     heldout_pairs: int = option(
-        200, "held-out data pairs, relabelled by the gold model (argmax), that reward accuracy is measured on"
+        200,
+        "held-out data pairs (with self_play: its held-out pairs), relabelled by the gold model (argmax), "
+        "that reward accuracy is measured on",
     )
 
     def __post_init__(self):

@@ -3,6 +3,11 @@
     <runs_dir>/<name>/rlhfkit_config.yaml     the LoopConfig of the latest invocation
     <runs_dir>/<name>/loop.jsonl              one record per finished round
     <runs_dir>/<name>/heldout.jsonl           gold-labelled held-out pairs (simulated labeler only)
+    <runs_dir>/<name>/gold/pairs.jsonl        self-play pairs the gold model trains on (simulated.self_play):
+                                              {prompt, chosen: the human response, rejected: a policy sample}
+                          heldout-pairs.jsonl the same for held-out messages: the gold model's accuracy
+                          reward/             the gold reward model (train_reward output)
+                          accuracy.json       its accuracy on heldout-pairs.jsonl
     <runs_dir>/<name>/round-01/candidates.jsonl    {"prompt", "responses": [K strings], "has_eos": [K]}
                               selected.jsonl      {"prompt", "response_a", "response_b", "selection_score",
                                                    "strategy"}
@@ -104,6 +109,19 @@ class RunLayout:
     @property
     def heldout(self) -> Path:
         return self.root / "heldout.jsonl"
+
+    @property
+    def gold(self) -> RoundPaths:
+        """The self-play gold model's folder (``pairs``, ``reward``, ``timing`` as in a round)."""
+        return RoundPaths(self.root / "gold")
+
+    @property
+    def gold_heldout(self) -> Path:
+        return self.root / "gold" / "heldout-pairs.jsonl"
+
+    @property
+    def gold_accuracy(self) -> Path:
+        return self.root / "gold" / "accuracy.json"
 
     def round(self, r: int) -> RoundPaths:
         """Round ``r`` (1-based): ``round-01``, ``round-02``, ..."""

@@ -53,6 +53,12 @@ from rlhfkit.loop.labeler import SimulatedLabeler
 from rlhfkit.loop.layout import RoundPaths, RunLayout, add_timing, read_jsonl, replace_record, write_jsonl
 from rlhfkit.loop.scoring import RewardScorer
 from rlhfkit.loop.selection import MIN_MEMBERS, candidate_pairs, select
+from rlhfkit.loop.self_play import (
+    gold_reward_config,
+    self_play_examples,
+    self_play_pairs,
+    write_gold_accuracy,
+)
 from rlhfkit.loop.stages import (
     POLICY_TRAINERS,
     eval_config,
@@ -79,10 +85,11 @@ class _Stages:
     def run(
         self, name: str, paths: RoundPaths, r: int, done: bool, after: list[Stage], work: Callable
     ) -> None:
+        where = f"round {r}" if r else "gold"  # round 0: the self-play gold model, before round 1
         if done and not any(stage in self.fresh for stage in after):
-            print(f"[rlhfkit] round {r} {name}: done already in {paths.dir}")
+            print(f"[rlhfkit] {where} {name}: done already in {paths.dir}")
             return
-        print(f"[rlhfkit] round {r} {name}", flush=True)
+        print(f"[rlhfkit] {where} {name}", flush=True)
         start = time.time()
         work()
         add_timing(paths, name, time.time() - start)
@@ -110,14 +117,15 @@ def run_loop(cfg: LoopConfig) -> list[dict[str, Any]]:
         )
     save_config(cfg, layout.config)
     per_round = cfg.candidates.prompts_per_round
-    gold = functools.cache(
-        lambda: RewardScorer.load(
-            cfg.simulated.gold_reward_model, cfg.simulated.max_length, cfg.reward.eval_batch_size
-        )
-    )
     stages = _Stages()
+    gold_path = cfg.simulated.gold_reward_model
+    if cfg.labeler == "simulated" and cfg.simulated.self_play.train_records:
+        gold_path = _self_play_gold(cfg, layout, prompts[: cfg.rounds * per_round], stages)
+    gold = functools.cache(
+        lambda: RewardScorer.load(gold_path, cfg.simulated.max_length, cfg.reward.eval_batch_size)
+    )
     for r in range(1, cfg.rounds + 1):
-        _round(cfg, layout, r, prompts[(r - 1) * per_round : r * per_round], stages, gold)
+        _round(cfg, layout, r, prompts[(r - 1) * per_round : r * per_round], stages, gold, gold_path)
     records = read_jsonl(layout.records)
     print(format_records(records))
     return records
@@ -137,8 +145,37 @@ def _prompts(cfg: LoopConfig) -> list:
     return distinct
 
 
+def _self_play_gold(cfg: LoopConfig, layout: RunLayout, used: list, stages: _Stages) -> str:
+    """Make the self-play pairs, train the gold model on them and measure it (``rlhfkit.loop.self_play``);
+    returns the gold model's folder."""
+    paths = layout.gold
+
+    def pairs() -> None:
+        train, held_out = self_play_examples(cfg, used)
+        write_jsonl(layout.gold_heldout, (p.to_dict() for p in self_play_pairs(cfg, held_out, cfg.seed + 1)))
+        write_jsonl(paths.pairs, (p.to_dict() for p in self_play_pairs(cfg, train, cfg.seed)))
+
+    def accuracy() -> None:
+        value = write_gold_accuracy(cfg, layout)
+        print(f"[rlhfkit] gold model: the human response wins on {value:.3f} of held-out self-play pairs")
+
+    def reward() -> None:
+        train_reward(gold_reward_config(cfg, layout))
+
+    stages.run("self-play pairs", paths, 0, paths.pairs.exists(), [], pairs)
+    stages.run("reward", paths, 0, read_summary(paths.reward) is not None, [("self-play pairs", 0)], reward)
+    stages.run("accuracy", paths, 0, layout.gold_accuracy.exists(), [("reward", 0)], accuracy)
+    return str(paths.reward)
+
+
 def _round(
-    cfg: LoopConfig, layout: RunLayout, r: int, prompts: list, stages: _Stages, gold: Callable
+    cfg: LoopConfig,
+    layout: RunLayout,
+    r: int,
+    prompts: list,
+    stages: _Stages,
+    gold: Callable,
+    gold_path: str,
 ) -> None:
     paths = layout.round(r)
     current = cfg.policy if r == 1 else str(layout.round(r - 1).policy)
@@ -198,7 +235,7 @@ def _round(
         r,
         read_summary(paths.eval) is not None,
         [("policy", r), ("reward", r)],
-        lambda: evaluate(eval_config(cfg, paths)),
+        lambda: evaluate(eval_config(cfg, paths, gold_path if cfg.labeler == "simulated" else None)),
     )
     recorded = {rec["round"] for rec in read_jsonl(layout.records)} if layout.records.exists() else set()
     stages.run("record", paths, r, r in recorded, [("eval", r), ("reward", r), ("label", r)], record)

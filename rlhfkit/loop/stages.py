@@ -81,15 +81,18 @@ def policy_config(
     return replace(cfg.dpo, policy=cfg.policy, data=data, **shared)
 
 
-def eval_config(cfg: LoopConfig, paths: RoundPaths) -> EvalConfig:
-    """The round's policy against the initial one, judged by the round's reward model; the same held-out
+def eval_config(cfg: LoopConfig, paths: RoundPaths, gold: str | None = None) -> EvalConfig:
+    """The round's policy against the initial one, judged by the round's reward model (the primary judge)
+    and, with the simulated labeler, by the `gold` model that labelled the pairs; the same held-out
     prompts and sampling seed every round."""
+    judges = [RewardSpec(kind="model", path=str(paths.reward), name="reward")]
+    judges += [RewardSpec(kind="model", path=gold, name="gold")] if gold else []
     return replace(
         cfg.eval,
         baseline=cfg.policy,
         policies=[str(paths.policy)],
         reference=cfg.policy,
-        judges=[RewardSpec(kind="model", path=str(paths.reward), name="reward")],
+        judges=judges,
         output_dir=str(paths.eval),
         data=cfg.data,
         seed=cfg.seed,
@@ -97,11 +100,16 @@ def eval_config(cfg: LoopConfig, paths: RoundPaths) -> EvalConfig:
 
 
 def heldout_pairs(cfg: LoopConfig, layout: RunLayout, gold: Gold) -> list[PreferencePair]:
-    """The first ``simulated.heldout_pairs`` held-out data pairs with chosen/rejected set by the gold model
+    """The first ``simulated.heldout_pairs`` held-out data pairs (with ``simulated.self_play``: its
+    held-out self-play pairs) with chosen/rejected set by the gold model
     (:func:`rlhfkit.loop.labeler.orient_by_gold`): the yardstick of reward-model accuracy. Made once and
     kept in ``heldout.jsonl``."""
     if not layout.heldout.exists():
-        _, held_out = load_split(cfg.data, functools.partial(load_preferences, format=cfg.data.format))
+        if cfg.simulated.self_play.train_records:
+            rows = read_jsonl(layout.gold_heldout)
+            held_out = [PreferencePair(r["prompt"], r["chosen"], r["rejected"]) for r in rows]
+        else:
+            _, held_out = load_split(cfg.data, functools.partial(load_preferences, format=cfg.data.format))
         oriented = orient_by_gold(held_out[: cfg.simulated.heldout_pairs], gold)
         write_jsonl(layout.heldout, (p.to_dict() for p in oriented))
     # read back as written: HH keeps empty responses (silence is an annotated reply), TRL files refuse them

@@ -40,14 +40,14 @@ RECORD_KEYS = {
 }
 
 
-def tiny_loop(tmp_path, policy, backbone, gold, data, **overrides) -> LoopConfig:
+def tiny_loop(tmp_path, policy, backbone, gold, data_path, **overrides) -> LoopConfig:
     """Two rounds of 3 prompts x 3 samples (9 candidate pairs), 4 labels each, 1 PPO step, 4 eval prompts."""
     base = {
         "name": "tiny",
         "runs_dir": str(tmp_path / "runs"),
         "policy": str(policy),
         "reward_backbone": str(backbone),
-        "data": {"path": str(data), "eval_fraction": 0.25},
+        "data": {"path": str(data_path), "eval_fraction": 0.25},
         "rounds": 2,
         "strategy": "ensemble",
         "ensemble_size": 2,
@@ -199,3 +199,44 @@ def test_the_selection_benchmark_runs_on_tiny_models(tmp_path, tiny_reward_dir, 
     assert json.loads((tmp_path / "r.json").read_text())["summary"] == result["summary"]
     assert (tmp_path / "gold" / "summary.json").exists()  # cached for the next run
     assert list((tmp_path / "work").iterdir()) == []  # the proxy models are deleted once used
+
+
+def test_self_play_gold_loop_on_a_support_table_finishes_and_writes_its_report(
+    tmp_path, tiny_policy_dir, tiny_reward_dir
+):
+    """Two DPO rounds on a CSV table of messages and human answers, labelled by a gold model trained on
+    self-play pairs (the human answer chosen over the policy's own); the report page is written."""
+    table = tmp_path / "support.csv"
+    rows = [f'"question {i}, please?",intent_{i % 3},"good answer {i} yes"' for i in range(40)]
+    table.write_text("instruction,intent,response\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    data = {"path": str(table), "fields": {"prompt": "instruction", "response": "response"}}
+    self_play = {"train_records": 6, "heldout_records": 4, "backbone": str(tiny_reward_dir), "batch_size": 4}
+    self_play["sampling"] = {"max_new_tokens": 8}
+    simulated = {"max_length": 64, "heldout_pairs": 4, "self_play": self_play}
+    cfg = tiny_loop(
+        tmp_path,
+        tiny_policy_dir,
+        tiny_reward_dir,
+        "unused",
+        table,
+        data={**data, "eval_fraction": 0.25},
+        simulated=simulated,
+        method="dpo",
+        strategy="random",
+    )
+    records = run_loop(cfg)
+    layout = RunLayout(Path(cfg.runs_dir) / "tiny")
+    assert [r["round"] for r in records] == [1, 2] and all(set(r) == RECORD_KEYS for r in records)
+    pairs = read_jsonl(layout.gold.pairs)
+    assert len(pairs) == 6 and all(p["chosen"].startswith("good answer") for p in pairs)
+    assert all(not p["rejected"].startswith("good answer") for p in pairs)  # the tiny policy's own sample
+    used = {json.dumps(c["prompt"]) for i in (1, 2) for c in read_jsonl(layout.round(i).candidates)}
+    assert used.isdisjoint(json.dumps(p["prompt"]) for p in pairs)  # the gold never trains on a round's
+    assert pairs[0]["prompt"] == [{"role": "user", "content": pairs[0]["prompt"][0]["content"]}]
+    accuracy = json.loads(layout.gold_accuracy.read_text())
+    assert accuracy["heldout_pairs"] == 4 and 0.0 <= accuracy["accuracy"] <= 1.0
+    assert len(read_jsonl(layout.heldout)) == 4  # the held-out self-play pairs, oriented by the gold model
+    summary = json.loads((layout.round(2).eval / "summary.json").read_text())
+    assert set(summary["policies"]["policy"]["judges"]) == {"reward", "gold"}  # the gold judges eval too
+    assert main(["report", str(layout.root)]) == 0
+    assert "round" in (layout.root / "report.html").read_text(encoding="utf-8")

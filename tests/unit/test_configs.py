@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -9,6 +10,8 @@ import pytest
 
 from rlhfkit.cli import COMMANDS
 from rlhfkit.config import ConfigError, load_config
+from rlhfkit.data import load_sft
+from rlhfkit.data.split import load_split
 from rlhfkit.pipeline import PipelineConfig, stage_configs
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,6 +27,8 @@ COMMAND_OF = {
     "hh-grpo.yaml": "grpo",
     "hh-loop.yaml": "loop",
     "hh-rloo.yaml": "rloo",
+    "support-loop.yaml": "loop",
+    "support-sft.yaml": "sft",
     "tldr-demo.yaml": "pipeline",
 }
 
@@ -178,3 +183,24 @@ def test_hh_group_rl_optimises_the_demo_proxy_never_the_judge(name):
     assert cfg.policy == cfg.reference == demo["sft"].output_dir
     assert cfg.reward_norm_samples > 0  # normalised on the reference's own samples
     assert cfg.data == demo["sft"].data
+
+
+def test_support_configs_share_the_bitext_split_and_the_loop_uses_unseen_messages():
+    sft = _load(ROOT / "configs" / "support-sft.yaml")
+    loop = _load(ROOT / "configs" / "support-loop.yaml")
+    assert sft.data.path.endswith("shared/data/customer-support/bitext-customer-support-4514.csv.gz")
+    assert sft.data.fields == loop.data.fields == {"prompt": "instruction", "response": "response"}
+    assert (sft.data.eval_fraction, sft.data.split_seed) == (loop.data.eval_fraction, loop.data.split_seed)
+    assert sft.data.system_prompt and loop.data.system_prompt == sft.data.system_prompt
+    assert (sft.data.train_part, loop.data.train_part) == ("first_half", "second_half")
+    assert loop.policy == sft.output_dir and loop.labeler == "human"
+    assert (ROOT / loop.human.guidelines).is_file() and "placeholder" in (
+        ROOT / loop.human.guidelines
+    ).read_text()
+    assert loop.simulated.self_play.train_records > 0  # the stand-in's gold comes from human-written answers
+    # the table is read through the mapping; the loop's messages (rounds and gold) are not SFT's
+    sft_train, sft_eval = load_split(sft.data, load_sft)
+    loop_train, loop_eval = load_split(loop.data, load_sft)
+    assert loop_eval == sft_eval and len(sft_eval) == 451
+    seen = {json.dumps(ex.prompt) for ex in sft_train}
+    assert sum(json.dumps(ex.prompt) in seen for ex in loop_train) == 0
