@@ -11,7 +11,9 @@ and summaries show as text and never run.
 Set ``RLHFKIT_SCREENSHOTS=docs/img`` to write the page's screenshots there (the README's pictures);
 otherwise they go to the test's temporary folder. ``RLHFKIT_DOCS_SCREENSHOTS=1`` also copies the
 document view's screenshot (a hand-written Reddit-style post, items shown in a fixed order) to
-``docs/img/feedback-document.png``; without it the tree is left as it was.
+``docs/img/feedback-document.png``, and the customer-support item's (a customer message, two answers,
+``configs/support-guidelines.md`` as the guidelines) to ``docs/img/annotate-support.png``; without it
+the tree is left as it was.
 """
 
 from __future__ import annotations
@@ -321,7 +323,9 @@ def test_the_page_works_behind_a_reverse_proxy_path_prefix(tmp_path, page):
     store.close()
 
 
-DOCS_SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "img" / "feedback-document.png"
+REPO = Path(__file__).resolve().parents[2]
+DOCS_SCREENSHOT = REPO / "docs" / "img" / "feedback-document.png"
+DOCS_SUPPORT_SCREENSHOT = REPO / "docs" / "img" / "annotate-support.png"
 
 
 def tldr_row(title: str, post: str, summaries: tuple[str, str], choice: int = 0) -> dict:
@@ -336,26 +340,44 @@ def tldr_row(title: str, post: str, summaries: tuple[str, str], choice: int = 0)
 
 
 @pytest.fixture
-def open_comparison(tmp_path, page):
-    """``open_comparison(row)``: a store with project "tldr" holding `row` (imported to relabel),
-    served, and `page` signed in as an annotator on it; returns the store. Closed after the test."""
+def open_project(tmp_path, page):
+    """``open_project(name, guidelines, items=..., imported=...)``: a store with project `name` holding
+    `items` (loaded) and `imported` (imported with their original labels), served, and `page` signed in
+    as an annotator on it, its first item shown; returns the store. Closed after the test."""
     with contextlib.ExitStack() as stack:
 
-        def open_row(row: dict) -> Store:
-            path = tmp_path / "comparisons.jsonl"
-            path.write_text(json.dumps(row) + "\n")
+        def open_(name: str, guidelines: str, items=(), imported=()) -> Store:
             store = Store.init(f"sqlite:///{tmp_path / 'feedback.db'}")
             stack.callback(store.close)
-            store.queue._rng = random.Random(0)  # the same left-to-right order every run (the screenshot)
-            store.create_project("tldr", "Which summary says what matters in the post?", overlap=1)
-            store.import_items("tldr", read_comparisons(path).items)
-            token = store.add_annotator("tldr", "alice")
+            store.queue._rng = random.Random(0)  # the same left-to-right order every run (the screenshots)
+            store.create_project(name, guidelines, overlap=1)
+            if items:
+                store.load_items(name, items)
+            if imported:
+                store.import_items(name, imported)
+            token = store.add_annotator(name, "alice")
             url = stack.enter_context(serving(store))
             page.goto(f"{url}/#token={token}")
-            page.wait_for_selector("#document:not([hidden])")
+            page.wait_for_selector("#task:not([hidden])")
             return store
 
-        yield open_row
+        yield open_
+
+
+@pytest.fixture
+def open_comparison(tmp_path, page, open_project):
+    """``open_comparison(row)``: `open_project` with project "tldr" holding `row` (imported to relabel),
+    its document shown; returns the store."""
+
+    def open_row(row: dict) -> Store:
+        path = tmp_path / "comparisons.jsonl"
+        path.write_text(json.dumps(row) + "\n")
+        guidelines = "Which summary says what matters in the post?"
+        store = open_project("tldr", guidelines, imported=read_comparisons(path).items)
+        page.wait_for_selector("#document:not([hidden])")
+        return store
+
+    return open_row
 
 
 def texts_of(page, selector: str) -> list[str]:
@@ -442,3 +464,42 @@ def test_the_document_view_screenshot_for_the_docs(tmp_path, page, open_comparis
     page.keyboard.press("Enter")
     page.wait_for_selector("#done:not([hidden])")
     assert len(store.annotations("tldr")) == 1
+
+
+SUPPORT_MESSAGE = "My order hasn't arrived. What should I do?"
+SUPPORT_ANSWERS = (
+    "I'm sorry to hear that your order hasn't arrived yet. Please check your tracking number in the "
+    "{{Order History}} section of your account, and if the package still shows no progress, reply here "
+    "and I'll help you open a claim. If you need further help, I'm here.",
+    "Check your tracking number.",
+)
+
+
+def test_the_support_item_screenshot_for_the_docs(tmp_path, page, open_project):
+    """The docs' picture of a customer-support item: a customer message (a table row's prompt, one user
+    message) and two answers, the better one chosen, with configs/support-guidelines.md as the
+    guidelines. Written to the test's folder; with RLHFKIT_DOCS_SCREENSHOTS=1 copied into docs/img."""
+    guidelines = (REPO / "configs" / "support-guidelines.md").read_text()
+    item = ItemRecord(
+        [{"role": "user", "content": SUPPORT_MESSAGE}],
+        tuple(ResponseRecord(text) for text in SUPPORT_ANSWERS),
+        "support",
+    )
+    store = open_project("support", guidelines, items=[item])
+    assert texts_of(page, "#prompt .turn .content") == [SUPPORT_MESSAGE]
+    shown = texts_of(page, "#responses .response .text")
+    assert sorted(shown) == sorted(SUPPORT_ANSWERS)  # the {{Order History}} slot shown as it is
+    assert page.text_content("#guidelines-text") == guidelines
+    page.keyboard.press("a" if shown[0] == SUPPORT_ANSWERS[0] else "b")
+    page.keyboard.press("w")
+    assert page.locator("#responses .response.best").count() == 1
+    assert page.text_content("#responses .response.best .text") == SUPPORT_ANSWERS[0]
+    target = screenshot_dir(tmp_path) / "annotate-support.png"
+    page.screenshot(path=str(target), full_page=True)
+    assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    if os.environ.get("RLHFKIT_DOCS_SCREENSHOTS") == "1":
+        DOCS_SUPPORT_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(target, DOCS_SUPPORT_SCREENSHOT)
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#done:not([hidden])")
+    assert len(store.annotations("support")) == 1
