@@ -21,7 +21,7 @@ from sqlalchemy import Engine, QueuePool, create_engine, event, inspect
 from sqlalchemy.engine import URL, make_url
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
-HEAD = "0002"  # the newest revision in migrations/versions; test_db.py checks they agree
+HEAD = "0003"  # the newest revision in migrations/versions; test_db.py checks they agree
 
 
 class SchemaError(RuntimeError):

@@ -24,7 +24,18 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 PENDING, DONE, SKIPPED = "pending", "done", "skipped"
@@ -57,6 +68,10 @@ class Project(Base):
     guidelines: Mapped[str] = mapped_column(Text, default="")
     overlap: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # The share of an annotator's queue that is control items (0: none mixed in), and the control
+    # accuracy below which an annotator is flagged (None: never flagged).
+    control_rate: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    min_control_accuracy: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class Annotator(Base):
@@ -93,6 +108,9 @@ class Item(Base):
     # An imported item's original labels, {"kind": "relabel"|"control", "format", "labels": [...]}
     # (`views.Original.to_json`), or NULL: for the stats and the admin only, never for annotators.
     original: Mapped[Any] = mapped_column(JSON, nullable=True)
+    # What annotators are asked: NULL compares the responses; a rating of a single response is
+    # {"type": "thumbs"} or {"type": "likert", "axes": [...], "scale": 7}.
+    question: Mapped[Any] = mapped_column(JSON, nullable=True)
 
     responses: Mapped[list[Response]] = relationship(
         order_by="Response.position", lazy="selectin", cascade="all, delete-orphan"
@@ -142,4 +160,6 @@ class Annotation(Base):
     strength: Mapped[str | None] = mapped_column(String(16), nullable=True)  # slight | clear | strong
     note: Mapped[str] = mapped_column(Text, default="")
     duration_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # A rating item's answer, {"thumbs": "up"|"down"} or {axis: 1..scale, ...}; NULL for a comparison.
+    rating: Mapped[Any] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

@@ -200,7 +200,7 @@ def test_the_page_is_served_with_a_strict_content_security_policy(app):
     script = client.get("/static/app.js").text
     for sink in (".innerHTML", ".outerHTML", "insertAdjacentHTML", "document.write", "eval("):
         assert sink not in script
-    assert client.get("/api/health").json() == {"ok": True, "schema": "0002"}
+    assert client.get("/api/health").json() == {"ok": True, "schema": "0003"}
 
 
 @pytest.mark.parametrize(

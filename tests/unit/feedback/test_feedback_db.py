@@ -8,6 +8,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import text
 
+from rlhfkit.data.items import ItemRecord, ResponseRecord
 from rlhfkit.feedback.db import (
     HEAD,
     MIGRATIONS,
@@ -17,6 +18,7 @@ from rlhfkit.feedback.db import (
     make_engine,
     upgrade,
 )
+from rlhfkit.feedback.judgements import Judgement
 from rlhfkit.feedback.store import Store
 from rlhfkit.feedback.tables import Base
 
@@ -108,10 +110,36 @@ def test_migrating_0001_to_0002_keeps_items_as_they_were(store):
                 "SELECT id, p, 'r' || p, NULL FROM items, (SELECT 0 AS p UNION ALL SELECT 1) AS ps"
             )
         )
-    assert upgrade(store.engine) == HEAD == "0002"
+    assert upgrade(store.engine) == HEAD == "0003"
     (item,) = store.items("old")
     assert (item.prompt, [r.text for r in item.responses]) == ("an old prompt", ["r0", "r1"])
     assert item.document is None and item.original is None
     who = store.authenticate(store.add_annotator("old", "ann")).id
     task = store.queue.next_task(who)
     assert task.prompt == "an old prompt" and task.document is None
+
+
+def test_migrating_0002_to_0003_keeps_projects_items_and_labels_as_they_were(store):
+    """A database made before ratings and quality control (0002) migrates with its rows intact: its
+    projects mix in no control items and flag nobody, its items are comparisons, its labels no ratings."""
+    from alembic import command
+    from alembic.config import Config
+
+    store.create_project("old", overlap=1)
+    store.load_items("old", [ItemRecord(prompt="p", responses=(ResponseRecord("a"), ResponseRecord("b")))])
+    who = store.authenticate(store.add_annotator("old", "ann")).id
+    task = store.queue.next_task(who)
+    store.queue.submit(who, task.item_id, Judgement(label="a_better", strength="clear"))
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with store.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0002")
+    assert current_revision(store.engine) == "0002"
+    assert upgrade(store.engine) == HEAD == "0003"
+    with store.engine.connect() as connection:
+        project = connection.execute(text("SELECT control_rate, min_control_accuracy FROM projects")).one()
+        (question,) = connection.execute(text("SELECT question FROM items")).one()
+        (rating, label) = connection.execute(text("SELECT rating, label FROM annotations")).one()
+    assert tuple(project) == (0.0, None)
+    assert question is None and rating is None and label == "a_better"

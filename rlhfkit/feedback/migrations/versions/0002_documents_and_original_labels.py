@@ -21,6 +21,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("items") as batch:
-        batch.drop_column("original")
-        batch.drop_column("document")
+    # plain DROP COLUMN (SQLite >= 3.35): a batch copy of `items` would cascade-delete its responses
+    op.drop_column("items", "original")
+    op.drop_column("items", "document")
