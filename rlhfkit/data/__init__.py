@@ -13,8 +13,15 @@ from rlhfkit.data.hh import (
     messages_to_hh,
     split_hh_dialogue,
 )
-from rlhfkit.data.loaders import load_preferences, load_prompts, load_sft, read_records, train_eval_split
-from rlhfkit.data.records import PreferencePair, Prompt, PromptOnly, SFTExample
+from rlhfkit.data.loaders import (
+    load_preferences,
+    load_prompts,
+    load_sft,
+    load_unpaired,
+    read_records,
+    train_eval_split,
+)
+from rlhfkit.data.records import PreferencePair, Prompt, PromptOnly, SFTExample, UnpairedExample
 
 __all__ = [
     "ASSISTANT_TAG",
@@ -27,11 +34,13 @@ __all__ = [
     "PromptOnly",
     "SFTExample",
     "SkippedRecord",
+    "UnpairedExample",
     "hh_to_messages",
     "join_prompt_response",
     "load_preferences",
     "load_prompts",
     "load_sft",
+    "load_unpaired",
     "messages_to_hh",
     "read_records",
     "split_hh_dialogue",

@@ -14,6 +14,10 @@ Formats (see ARCHITECTURE.md, "Data formats we speak"):
   `TLDROptions` given as ``tldr=`` (default: the paper's query format cut to 2000 characters, no margin,
   the preferred summary as the SFT target); each record's ``group`` is its post id, so that the split
   keeps every post on one side. `load_prompts` gives each post's query once.
+- ``kto``: ``{"prompt", "completion", "label"}`` unpaired feedback (TRL's unpaired preference format),
+  read by `load_unpaired`: the completion is a string or messages like chosen above; ``label`` is
+  ``true`` (desirable) or ``false`` (undesirable). `load_unpaired` reads pair files too (see
+  :mod:`rlhfkit.data.unpaired` for taking pairs apart into unpaired examples).
 
 A CSV/TSV table, or any file whose keys are not these names, is read through a `Columns` mapping
 (``columns=``: field -> column, and a row filter; see :mod:`rlhfkit.data.tables`); a table's prompt
@@ -36,13 +40,21 @@ from rlhfkit.data.errors import InvalidRecord as _Invalid
 from rlhfkit.data.errors import LoadReport
 from rlhfkit.data.hh import HHFormatError, split_hh_dialogue
 from rlhfkit.data.reading import load_report, read_records
-from rlhfkit.data.records import PreferencePair, Prompt, PromptOnly, SFTExample
+from rlhfkit.data.records import PreferencePair, Prompt, PromptOnly, SFTExample, UnpairedExample
 from rlhfkit.data.tables import Columns
 from rlhfkit.data.tldr import TLDROptions, is_tldr_row, pair_parser, prompt_parser, sft_parser
 
-__all__ = ["load_preferences", "load_prompts", "load_sft", "read_records", "train_eval_split"]
+__all__ = [
+    "load_preferences",
+    "load_prompts",
+    "load_sft",
+    "load_unpaired",
+    "read_records",
+    "train_eval_split",
+]
 
 _FORMATS = ("auto", "trl", "hh", "tldr")
+UNPAIRED_FORMATS = ("auto", "kto", "trl", "hh", "tldr")
 _ROLES = ("system", "user", "assistant")
 T = TypeVar("T")
 _TLDR = TLDROptions()  # the defaults: the query cut to 2000 characters, no margin, preferred summaries
@@ -198,6 +210,32 @@ def _sft(tldr: TLDROptions) -> Callable[[dict], SFTExample | None]:
     return parse
 
 
+def _unpaired(record: dict) -> UnpairedExample:
+    prompt = _prompt(record)
+    prefix, completion = _response(record, "completion")
+    _check_prefix("completion", prefix, prompt)
+    label = record.get("label")
+    if label is None:
+        raise _Invalid("label", "missing field (true: desirable, false: undesirable)")
+    if not isinstance(label, bool):
+        raise _Invalid(
+            "label", f"wrong type: expected true or false, got {_type_name(label)} {str(label)[:20]!r}"
+        )
+    return UnpairedExample(prompt, completion, label)
+
+
+def _unpaired_or_pair(tldr: TLDROptions) -> Callable[[dict], UnpairedExample | PreferencePair]:
+    """A record told apart per record: one with ``label`` (or ``completion`` and no ``chosen``) is
+    unpaired, any other a preference pair as ``format="auto"`` reads it."""
+
+    def parse(record: dict) -> UnpairedExample | PreferencePair:
+        if "label" in record or ("completion" in record and "chosen" not in record):
+            return _unpaired(record)
+        return _preference_any(record, tldr)
+
+    return parse
+
+
 def load_preferences(
     path: str | os.PathLike,
     format: str = "auto",
@@ -277,6 +315,36 @@ def load_sft(
         FileNotFoundError: see `read_records`.
     """
     return load_report(path, lambda first: _sft(tldr), skip_invalid, columns=columns)
+
+
+def load_unpaired(
+    path: str | os.PathLike,
+    format: str = "auto",
+    skip_invalid: bool = False,
+    tldr: TLDROptions = _TLDR,
+    columns: Columns = _COLUMNS,
+) -> LoadReport:
+    """Load KTO's records: `UnpairedExample` from a ``kto`` file, `PreferencePair` from a ``trl``, ``hh``
+    or ``tldr`` one (pairs stay whole, so that a split of them is the split reward or DPO training makes
+    on the same file; :func:`rlhfkit.data.unpaired.unpaired_examples` takes them apart after it).
+    ``format="auto"`` decides per record: one with ``label`` (or ``completion`` and no ``chosen``) is
+    ``kto``, any other is read like ``load_preferences(format="auto")``.
+
+    Raises:
+        DataError: (with path, line and field) for a malformed line; a missing, empty or wrongly typed
+            ``'prompt'`` or ``'completion'``; a completion conversation whose messages before the reply
+            differ from the prompt; a ``'label'`` that is missing or not ``true``/``false``; anything
+            `load_preferences` raises for a pair. Unless `skip_invalid`, in which case they are counted
+            in ``report.skipped``. Always for a file with no (valid) records.
+        FileNotFoundError: see `read_records`.
+        ValueError: for an unknown `format`.
+    """
+    if format not in UNPAIRED_FORMATS:
+        raise ValueError(f"format must be one of {UNPAIRED_FORMATS}, got {format!r}")
+    if format in _FORMATS[1:]:
+        return load_preferences(path, format, skip_invalid, tldr, columns)
+    parse = _unpaired if format == "kto" else _unpaired_or_pair(tldr)
+    return load_report(path, lambda first: parse, skip_invalid, columns=columns)
 
 
 def train_eval_split(records: Sequence[T], eval_fraction: float, seed: int) -> tuple[list[T], list[T]]:

@@ -67,6 +67,24 @@ class PreferencePair:
 
 
 @dataclass(frozen=True)
+class UnpairedExample:
+    """One unpaired judgement (KTO): `completion` as a reply to `prompt` is desirable (`label` True) or
+    undesirable (False). `group` and `meta`: see the module docstring (`meta` takes no part in the hash)."""
+
+    prompt: Prompt
+    completion: str
+    label: bool
+    group: str | None = None
+    meta: dict[str, Any] | None = field(default=None, hash=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict in TRL's unpaired preference format ``{"prompt", "completion",
+        "label"}``; `group` and `meta` are left out when None."""
+        out = {"prompt": _prompt_to_json(self.prompt), "completion": self.completion, "label": self.label}
+        return _extras(out, self.group, self.meta)
+
+
+@dataclass(frozen=True)
 class PromptOnly:
     """A prompt to sample responses for (PPO, GRPO, evaluation); `group`: see the module docstring."""
 
