@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from rlhfkit.config import ConfigError, describe_config, load_config
 from rlhfkit.data import DataError
 from rlhfkit.errors import ModelNotFoundError, NonFiniteError, RewardError
+from rlhfkit.eval.human_cli import add_evaluate_parser
 from rlhfkit.feedback.cli import add_annotate_parser, run_annotate
 
 
@@ -149,7 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, command in COMMANDS.items():
         _add_command(sub, name, command)
-    add_annotate_parser(sub)  # `annotate` has subcommands of its own, not a config dataclass
+    # `annotate` has subcommands of its own, not a config dataclass; `evaluate` samples, so not in feedback/
+    add_evaluate_parser(add_annotate_parser(sub))
     return parser
 
 

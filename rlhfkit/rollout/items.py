@@ -24,6 +24,7 @@ from typing import ClassVar
 
 import torch
 from tqdm.auto import tqdm
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from rlhfkit.config import option
 from rlhfkit.data import load_prompts
@@ -32,7 +33,7 @@ from rlhfkit.data.tables import Columns
 from rlhfkit.data.templates import system_prompt_of
 from rlhfkit.models.loading import load_policy, load_tokenizer
 from rlhfkit.rollout.config import SAMPLING_RENAMED_KEYS, SamplingConfig
-from rlhfkit.rollout.sampling import rollout
+from rlhfkit.rollout.sampling import Rollout, rollout
 
 
 @dataclass
@@ -93,29 +94,15 @@ def generate_items(cfg: GenerateConfig) -> Iterator[ItemRecord]:
     if report.skipped or report.filtered:
         print(f"[rlhfkit] {report.summary()}", flush=True)
     prompts = [record.prompt for record in report.records][: cfg.limit]
-    tokenizer = load_tokenizer(cfg.policy, padding_side="left", system_prompt=cfg.system_prompt)
-    policy = load_policy(cfg.policy, trainable=False)
-    device = next(policy.parameters()).device
-    generator = torch.Generator(device=device).manual_seed(cfg.seed)
+    tokenizer, policy = load_sampler(cfg.policy, cfg.system_prompt)
     made_by = {
         "model": str(cfg.policy),
-        **asdict(cfg.sampling),
-        "use_chat_template": cfg.use_chat_template,
-        "seed": cfg.seed,
+        **sampling_record(tokenizer, cfg.sampling, cfg.use_chat_template, cfg.seed),
     }
-    if system_prompt_of(tokenizer) is not None:  # the items of a run without one keep their ids
-        made_by["system_prompt"] = system_prompt_of(tokenizer)
-    for start in tqdm(range(0, len(prompts), cfg.batch_size), desc="generate", unit="batch"):
-        batch = prompts[start : start + cfg.batch_size]
-        repeated = [p for p in batch for _ in range(cfg.k)]
-        out = rollout(
-            policy,
-            tokenizer,
-            repeated,
-            cfg.sampling,
-            use_chat_template=cfg.use_chat_template,
-            generator=generator,
-        )
+    batches = sample_batches(
+        policy, tokenizer, prompts, cfg.sampling, cfg.k, cfg.use_chat_template, cfg.seed, cfg.batch_size
+    )
+    for start, batch, out in batches:
         for b, prompt in enumerate(batch):
             responses = tuple(
                 ResponseRecord(
@@ -126,6 +113,56 @@ def generate_items(cfg: GenerateConfig) -> Iterator[ItemRecord]:
             key = json.dumps([prompt, made_by, cfg.k, start + b], sort_keys=True)
             item_id = "gen:" + hashlib.sha1(key.encode("utf-8")).hexdigest()[:16]
             yield ItemRecord(prompt, responses, item_id, {"source": "generate", "prompts": cfg.prompts})
+
+
+def load_sampler(
+    path: str, system_prompt: str | None = None
+) -> tuple[PreTrainedTokenizerBase, PreTrainedModel]:
+    """``(tokenizer, policy)`` to sample from: the tokenizer left-padded (with `system_prompt` in its chat
+    template, or the one the policy was saved with), the policy loaded for inference (not trainable).
+
+    Raises:
+        rlhfkit.models.loading.ModelNotFoundError: `path` cannot be found.
+    """
+    tokenizer = load_tokenizer(path, padding_side="left", system_prompt=system_prompt)
+    return tokenizer, load_policy(path, trainable=False)
+
+
+def sampling_record(
+    tokenizer: PreTrainedTokenizerBase, sampling: SamplingConfig, use_chat_template: bool, seed: int
+) -> dict:
+    """How a response was sampled, as its metadata records it: the sampling section's keys,
+    ``use_chat_template``, ``seed`` and, when the tokenizer has one, ``system_prompt``."""
+    record = {**asdict(sampling), "use_chat_template": use_chat_template, "seed": seed}
+    if system_prompt_of(tokenizer) is not None:  # the items of a run without one keep their ids
+        record["system_prompt"] = system_prompt_of(tokenizer)
+    return record
+
+
+def sample_batches(
+    policy: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: list,
+    sampling: SamplingConfig,
+    k: int,
+    use_chat_template: bool,
+    seed: int,
+    batch_size: int,
+    desc: str = "generate",
+) -> Iterator[tuple[int, list, Rollout]]:
+    """``(start, batch, rollout)`` per batch of `batch_size` prompts (``prompts[start:start + B]``), each
+    prompt repeated `k` times in a row: the rollout's rows ``b * k .. (b + 1) * k - 1`` answer
+    ``batch[b]``. One generator seeded with `seed` draws every batch, so the same prompts, settings and
+    seed give the same responses."""
+    device = next(policy.parameters()).device
+    generator = torch.Generator(device=device).manual_seed(seed)
+    for start in tqdm(range(0, len(prompts), batch_size), desc=desc, unit="batch"):
+        batch = prompts[start : start + batch_size]
+        repeated = [p for p in batch for _ in range(k)]
+        out = rollout(
+            policy, tokenizer, repeated, sampling, use_chat_template=use_chat_template, generator=generator
+        )
+        yield start, batch, out
 
 
 def generate(cfg: GenerateConfig) -> Path:
