@@ -26,6 +26,7 @@ EPILOG = """the loop:
   rlhfkit annotate rotate-token --project demo alice     # a new token; the old one stops working
   rlhfkit annotate deactivate --project demo bob         # bob's token is refused, his held items released
   rlhfkit annotate stats --project demo
+  rlhfkit annotate evaluate --project eval --baseline runs/x/sft --policies runs/x/ppo --prompts p.jsonl
   rlhfkit annotate export --project demo --format trl --output runs/labels.jsonl
   rlhfkit reward data.path=runs/labels.jsonl output_dir=runs/my-rm
 
@@ -59,8 +60,9 @@ labeller preferred (with a 95% Wilson interval); control items the same per anno
 or both-bad answer is counted apart and left out of the rate (the original labels are all strict)."""
 
 
-def add_annotate_parser(sub: argparse._SubParsersAction) -> None:
-    """Add ``annotate`` and its subcommands to the top-level CLI's subparsers."""
+def add_annotate_parser(sub: argparse._SubParsersAction) -> argparse._SubParsersAction:
+    """Add ``annotate`` and its subcommands to the top-level CLI's subparsers; returns its subcommands
+    (`rlhfkit.cli` adds ``evaluate``, which samples from models, there)."""
     db = argparse.ArgumentParser(add_help=False)
     db.add_argument("--db", default=DEFAULT_DB, help=f"database URL (default {DEFAULT_DB})")
     project = argparse.ArgumentParser(add_help=False)
@@ -162,6 +164,7 @@ def add_annotate_parser(sub: argparse._SubParsersAction) -> None:
         project,
     )
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    return commands
 
 
 def run_annotate(args: argparse.Namespace) -> int:
@@ -174,7 +177,7 @@ def run_annotate(args: argparse.Namespace) -> int:
 
     name = args.annotate_command
     try:
-        return _COMMANDS[name](args)
+        return (getattr(args, "annotate_run", None) or _COMMANDS[name])(args)  # evaluate: its own
     except (
         FeedbackError,
         SchemaError,
@@ -357,6 +360,9 @@ def format_stats(name: str, stats: dict) -> str:
             f"{_num(row['alpha']):>8}{_num(row['left_win_rate']):>11}"
         )
     lines += _original_lines(stats.get("original_labels") or {})
+    from rlhfkit.feedback.evaluation import evaluation_lines
+
+    lines += evaluation_lines(stats.get("evaluation") or {"comparisons": [], "unreadable_items": []})
     return "\n".join(lines)
 
 
