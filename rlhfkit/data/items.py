@@ -1,4 +1,5 @@
-"""Items to annotate: a prompt with K >= 2 candidate responses, read from JSONL (or built in code).
+"""Items to annotate: a prompt with K >= 2 candidate responses to compare, or one response to rate, read
+from JSONL (or built in code).
 
 An item record is a JSON object::
 
@@ -6,7 +7,8 @@ An item record is a JSON object::
      "prompt": "How do I ..." | [{"role": "user", "content": "..."}, ...],
      "responses": ["text", {"text": "text", "model": "runs/sft", "temperature": 0.7, ...}, ...],
      "meta": {...},                                 # optional, kept with the item
-     "document": {"title": "...", "text": "...", "source": "r/relationships"}}   # optional, see below
+     "document": {"title": "...", "text": "...", "source": "r/relationships"},   # optional, see below
+     "question": {"type": "thumbs"}}                # optional, see below
 
 A response may be a plain string or an object with ``text`` and any other keys, which are kept as that
 response's metadata (the model and sampling settings, for generated items). A preference record
@@ -20,6 +22,14 @@ keys. The labelling page then shows the document (title, source and paragraphs, 
 in place of the prompt. The prompt is still what exports and training use; it may be left out of a
 record with a document, and is then the document's text (after its title and a blank line, if it has
 one). An item without a document is read, keyed and stored exactly as before.
+
+**Ratings.** An item with a ``question`` (`rlhfkit.data.questions`: ``{"type": "thumbs"}`` or
+``{"type": "likert", "axes": [...], "scale": 7}``) asks annotators to rate its response instead of
+comparing responses, and has exactly one response: a rating item with K > 1 responses is refused (make one
+item per response, each with its own id). A file read with a default question (`read_items`'s
+``question``, ``annotate load --question``) gives it to every record that has none of its own. The
+question is part of the key, so the same response can be rated and compared in one project; an item
+without one is keyed as before.
 """
 
 from __future__ import annotations
@@ -32,6 +42,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rlhfkit.data.errors import DataError, InvalidRecord
+from rlhfkit.data.questions import InvalidQuestion, describe, parse_question
 from rlhfkit.data.reading import iter_raw_records
 from rlhfkit.data.records import Prompt
 
@@ -53,7 +64,8 @@ class ItemRecord:
     """A prompt with its K candidate responses; `external_id` names it in exports (None: content hash).
 
     `document` (``{"text": str, "title"?: str, "source"?: str}`` or None) is the text the responses are
-    about, shown to annotators in place of the prompt (see the module docstring).
+    about, shown to annotators in place of the prompt (see the module docstring). `question` (None: a
+    comparison) is what annotators are asked, in the canonical form of `questions.parse_question`.
     """
 
     prompt: Prompt
@@ -61,15 +73,18 @@ class ItemRecord:
     external_id: str | None = None
     meta: dict[str, Any] | None = field(default=None, compare=False)
     document: dict[str, str] | None = None
+    question: dict[str, Any] | None = None
 
     def key(self) -> str:
-        """`external_id`, or a stable hash of the prompt and response texts (and the document, if any:
-        the keys of items without one are what they always were)."""
+        """`external_id`, or a stable hash of the prompt and response texts (and the document and the
+        question, if any: the keys of items without them are what they always were)."""
         if self.external_id is not None:
             return self.external_id
         content: list[Any] = [self.prompt, [r.text for r in self.responses]]
         if self.document is not None:
             content.append(self.document)
+        if self.question is not None:
+            content.append({"question": self.question})
         blob = json.dumps(content, sort_keys=True)
         return "sha1:" + hashlib.sha1(blob.encode("utf-8")).hexdigest()[:16]
 
@@ -85,6 +100,8 @@ class ItemRecord:
             record["meta"] = self.meta
         if self.document is not None:
             record["document"] = self.document
+        if self.question is not None:
+            record["question"] = self.question
         return record
 
 
@@ -191,16 +208,24 @@ def document_prompt(document: dict[str, str]) -> str:
     return f"{title}\n\n{document['text']}" if title else document["text"]
 
 
-def parse_item(record: dict[str, Any]) -> ItemRecord:
-    """Validate one item record (see the module docstring).
+def parse_item(record: dict[str, Any], question: dict[str, Any] | None = None) -> ItemRecord:
+    """Validate one item record (see the module docstring); `question` (a canonical question, or None)
+    is the item's question when the record gives none.
 
     Raises:
         InvalidItem: (a ValueError whose ``field`` names the field at fault) for a missing, empty or
             wrongly typed prompt (a missing one is fine with a document); fewer than 2 or more than
             `MAX_RESPONSES` responses; an empty or non-string response; an ``id`` that is not a string or
-            integer; ``meta`` that is not an object; a bad ``document`` (`parse_document`); any text
-            (prompt, response, id, metadata) with a NUL character or a lone surrogate.
+            integer; ``meta`` that is not an object; a bad ``document`` (`parse_document`); a bad
+            ``question`` (``question``, ``question.axes``, ...: `questions.parse_question`); a rating item
+            with other than one response; any text (prompt, response, id, metadata) with a NUL character
+            or a lone surrogate.
     """
+    if record.get("question") is not None:
+        try:
+            question = parse_question(record["question"])
+        except InvalidQuestion as err:
+            raise InvalidItem(err.field, err.reason) from None
     document = parse_document(record["document"]) if record.get("document") is not None else None
     if document is not None and record.get("prompt") is None:
         prompt = document_prompt(document)
@@ -215,7 +240,13 @@ def parse_item(record: dict[str, Any]) -> ItemRecord:
         responses = (_response(record["chosen"], "chosen"), _response(record["rejected"], "rejected"))
     else:
         raise InvalidItem("responses", "missing field (expected 'responses', or 'chosen' and 'rejected')")
-    if not 2 <= len(responses) <= MAX_RESPONSES:
+    if question is not None and len(responses) != 1:
+        raise InvalidItem(
+            "responses",
+            f"a {describe(question)} rating is of one response, got {len(responses)}: make one item per "
+            "response (each with its own id)",
+        )
+    if question is None and not 2 <= len(responses) <= MAX_RESPONSES:
         raise InvalidItem("responses", f"an item needs 2 to {MAX_RESPONSES} responses, got {len(responses)}")
     external_id = record.get("id")
     if external_id is not None:
@@ -230,7 +261,7 @@ def parse_item(record: dict[str, Any]) -> ItemRecord:
     if meta is not None and not isinstance(meta, dict):
         raise InvalidItem("meta", f"wrong type: expected an object, got {type(meta).__name__}")
     _check_texts(prompt, responses, external_id, meta)
-    return ItemRecord(prompt, responses, external_id, meta, document)
+    return ItemRecord(prompt, responses, external_id, meta, document, question)
 
 
 def _check_texts(prompt: Prompt, responses: tuple[ResponseRecord, ...], external_id, meta) -> None:
@@ -248,8 +279,9 @@ def _check_texts(prompt: Prompt, responses: tuple[ResponseRecord, ...], external
         check_text(json.dumps(meta, ensure_ascii=False, default=str), "meta")
 
 
-def read_items(path: str | os.PathLike) -> Iterator[ItemRecord]:
-    """Yield the items of a JSONL / JSONL.gz / JSON file, validating each.
+def read_items(path: str | os.PathLike, question: dict[str, Any] | None = None) -> Iterator[ItemRecord]:
+    """Yield the items of a JSONL / JSONL.gz / JSON file, validating each; `question` (canonical, see
+    `questions.parse_question`) is the question of every record that does not give its own.
 
     Raises:
         DataError: (path, line, field) at the first malformed line or invalid item (see `parse_item`).
@@ -260,6 +292,6 @@ def read_items(path: str | os.PathLike) -> Iterator[ItemRecord]:
         if isinstance(record, DataError):
             raise record
         try:
-            yield parse_item(record)
+            yield parse_item(record, question)
         except InvalidItem as err:
             raise DataError(path, line, err.field, err.reason) from None

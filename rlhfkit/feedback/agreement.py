@@ -26,6 +26,7 @@ from collections.abc import Iterable, Mapping
 
 from rlhfkit.feedback.evaluation import evaluation_stats
 from rlhfkit.feedback.judgements import left_won, pair_outcomes
+from rlhfkit.feedback.ratings import rating_stats
 from rlhfkit.feedback.views import AnnotationView, ItemView, Original, SkipView
 from rlhfkit.stats import krippendorff_alpha, pairwise_agreement, wilson_interval
 
@@ -120,8 +121,9 @@ def project_stats(
     items: list[ItemView], annotations: list[AnnotationView], skips: list[SkipView], overlap: int
 ) -> dict:
     """Counts, agreement, alpha and position bias of a project, overall and per annotator, and the
-    agreement with imported items' original labels (``"original_labels"``: `original_agreement`), and the
-    blind evaluation of policies against a baseline (``"evaluation"``: `evaluation.evaluation_stats`);
+    agreement with imported items' original labels (``"original_labels"``: `original_agreement`), and
+    the statistics of rating items per batch (``"ratings"``: `ratings.rating_stats`), and the blind
+    evaluation of policies against a baseline (``"evaluation"``: `evaluation.evaluation_stats`);
     JSON-ready."""
     k_of = {item.id: len(item.responses) for item in items}
     units = units_of(annotations, k_of)
@@ -153,5 +155,6 @@ def project_stats(
         "position_bias": {k: v for k, v in bias.items() if k != "per_annotator"},
         "annotators": {who: people[who] for who in sorted(people)},
         "original_labels": original_agreement(items, annotations),
+        "ratings": rating_stats(items, annotations),
         "evaluation": evaluation_stats(items, annotations),
     }

@@ -19,7 +19,8 @@ Admin routes (``{name}`` is a project; a name may contain ``/``)::
 
     GET  /api/admin/projects
     GET  /api/admin/projects/{name:path}/stats    (`agreement.project_stats`, with "original_labels")
-    GET  /api/admin/projects/{name:path}/export?format=trl|raw[&include_ties=true&include_both_bad=true]
+    GET  /api/admin/projects/{name:path}/export?format=trl|raw|kto[&include_ties=true&include_both_bad=true]
+                                  (kto: [&kto_axis=overall&kto_desirable=5&kto_undesirable=3])
     POST /api/admin/projects/{name:path}/annotators   {"name": ...} -> {"token": ...}
     POST /api/admin/projects/{name:path}/annotators/rotate-token   {"name": ...} -> {"token": ...}
     POST /api/admin/projects/{name:path}/annotators/deactivate     {"name": ...} -> {"released": n}
@@ -54,9 +55,11 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from rlhfkit.data.hh import hh_to_messages
 from rlhfkit.data.items import InvalidItem, parse_item, text_problem
+from rlhfkit.data.questions import MAX_AXES
 from rlhfkit.feedback.agreement import project_stats
 from rlhfkit.feedback.db import HEAD
 from rlhfkit.feedback.export import FORMATS, majority_pairs, raw_records
+from rlhfkit.feedback.export_kto import kto_records
 from rlhfkit.feedback.judgements import LETTERS, InvalidJudgement, Judgement
 from rlhfkit.feedback.store import Store
 from rlhfkit.feedback.views import Busy, Conflict, NotFound, Principal, Task
@@ -99,7 +102,8 @@ ItemId = Annotated[int, Field(strict=True, ge=1, le=MAX_ID)]  # strict: `true` i
 class SubmitIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     item_id: ItemId
-    label: Text = Field(max_length=16)
+    label: Text | None = Field(default=None, max_length=16)  # a comparison's; a rating item takes `rating`
+    rating: dict[Annotated[str, Field(max_length=40)], Any] | None = Field(default=None, max_length=MAX_AXES)
     strength: Text | None = Field(default=None, max_length=16)
     ranking: list[Text] | None = Field(default=None, max_length=len(LETTERS))
     note: Text = Field(default="", max_length=5000)
@@ -223,13 +227,15 @@ def prompt_turns(prompt: Any) -> list[dict[str, str]]:
 def task_json(task: Task) -> dict[str, Any]:
     """What the page gets for one item: ``{"item_id": int, "turns": [{"role", "content"}, ...],
     "document": {"text", "title"?, "source"?} | None, "responses": [{"letter", "text"}, ...]}``, the
-    responses lettered in display order. Nothing else: not the item's kind, its original labels, its
-    metadata or its responses' stored positions."""
+    responses lettered in display order, and for a rating item (one response) its ``"question"``:
+    ``{"type": "thumbs"}`` or ``{"type": "likert", "axes", "scale"}``. Nothing else: not the item's
+    kind, its original labels, its metadata or its responses' stored positions."""
     return {
         "item_id": task.item_id,
         "turns": prompt_turns(task.prompt),
         "document": task.document,
         "responses": [{"letter": LETTERS[n], "text": t} for n, t in enumerate(task.responses)],
+        **({"question": task.question} if task.question is not None else {}),
     }
 
 
@@ -305,9 +311,8 @@ def create_app(
 
     @app.post("/api/annotations")
     def submit(body: SubmitIn, who: AnnotatorDep) -> dict:
-        judgement = Judgement(
-            body.label, body.strength, tuple(body.ranking) if body.ranking else None, body.note
-        )
+        ranking = tuple(body.ranking) if body.ranking else None
+        judgement = Judgement(body.label, body.strength, ranking, body.note, body.rating)
         annotation_id, created = store.queue.submit(who.id, body.item_id, judgement, body.duration_ms)
         return {"annotation_id": annotation_id, "created": created}
 
@@ -341,6 +346,9 @@ def create_app(
         format: str = "trl",
         include_ties: bool = False,
         include_both_bad: bool = False,
+        kto_axis: str | None = None,
+        kto_desirable: float | None = None,
+        kto_undesirable: float | None = None,
     ) -> Response:
         if format not in FORMATS:
             raise HTTPException(422, f"format must be one of {', '.join(FORMATS)}")
@@ -348,6 +356,11 @@ def create_app(
         if format == "trl":
             pairs, _report = majority_pairs(items, annotations, include_ties, include_both_bad)
             records = [p.to_dict() for p in pairs]
+        elif format == "kto":
+            try:
+                records, _report = kto_records(items, annotations, kto_axis, kto_desirable, kto_undesirable)
+            except ValueError as err:
+                raise HTTPException(422, str(err)) from None
         else:
             records = list(raw_records(items, annotations, store.skips(name)))
         body = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)

@@ -110,6 +110,15 @@ def add_annotate_parser(sub: argparse._SubParsersAction) -> argparse._SubParsers
 
     p = add("load", "load items (prompt + K responses) from a JSONL file; all or nothing", project)
     p.add_argument("path", type=Path)
+    p.add_argument(
+        "--question",
+        choices=("compare", "thumbs", "likert"),
+        default="compare",
+        help='what annotators are asked of each item without its own "question": compare its responses '
+        "(default), or rate its one response: thumbs up/down, or a likert score on --axes",
+    )
+    p.add_argument("--axes", help="likert: comma-separated axis names (overall,accuracy,coverage,coherence)")
+    p.add_argument("--scale", type=int, help="likert: scores 1..SCALE (default 7)")
 
     p = add("import", "import labelled comparisons (TL;DR or TRL) to relabel, or as controls", project)
     p.formatter_class = argparse.RawDescriptionHelpFormatter
@@ -150,12 +159,29 @@ def add_annotate_parser(sub: argparse._SubParsersAction) -> argparse._SubParsers
         help="a claimed item not labelled or skipped in this time goes back to the queue (0: never)",
     )
 
-    p = add("export", "write the labels: trainable pairs (trl) or every annotation (raw)", project)
-    p.add_argument("--format", choices=("trl", "raw"), default="trl")
+    p = add(
+        "export",
+        "write the labels: trainable pairs (trl), unpaired desirable/undesirable examples (kto) or every "
+        "annotation (raw)",
+        project,
+    )
+    p.add_argument("--format", choices=("trl", "raw", "kto"), default="trl")
     p.add_argument("--output", required=True, type=Path, help="JSONL file to write (atomically)")
     p.add_argument("--include-ties", action="store_true", help="write ties as both orders with margin 0")
     p.add_argument("--include-both-bad", action="store_true", help="write both-bad as both orders, margin 0")
     p.add_argument("--min-votes", type=int, default=1, help="leave out pairs with fewer votes")
+    p.add_argument("--kto-axis", help="kto: the likert axis that decides (default: each question's first)")
+    p.add_argument(
+        "--kto-desirable",
+        type=float,
+        help="kto: a likert mean at least this is desirable (default: the scale's middle + 0.5, 5 on 1-7)",
+    )
+    p.add_argument(
+        "--kto-undesirable",
+        type=float,
+        help="kto: a likert mean at most this is undesirable (default: the middle - 0.5, 3 on 1-7); "
+        "in between is left out and counted",
+    )
 
     p = add(
         "stats",
@@ -263,10 +289,12 @@ def _set_active(active: bool):
 
 def _load(args: argparse.Namespace) -> int:
     from rlhfkit.data.items import read_items
+    from rlhfkit.feedback.ratings import question_of
 
+    question = question_of(args.question, args.axes, args.scale)
     store = _open(args)
     store.project(args.project)  # fail before reading the file
-    added, existing = store.load_items(args.project, read_items(args.path))
+    added, existing = store.load_items(args.project, read_items(args.path, question))
     print(f"{args.path}: {added} items added to {args.project!r}, {existing} already there")
     return 0
 
@@ -314,6 +342,14 @@ def _export(args: argparse.Namespace) -> int:
         )
         write_jsonl(args.output, (p.to_dict() for p in pairs))
         print(f"{args.output}: {report.summary()}")
+    elif args.format == "kto":
+        from rlhfkit.feedback.export_kto import kto_records
+
+        records, kto = kto_records(
+            items, annotations, args.kto_axis, args.kto_desirable, args.kto_undesirable
+        )
+        write_jsonl(args.output, records)
+        print(f"{args.output}: {kto.summary()}")
     else:
         n = write_jsonl(args.output, raw_records(items, annotations, store.skips(args.project)))
         print(f"{args.output}: {n} records (annotations and skips)")
@@ -360,6 +396,9 @@ def format_stats(name: str, stats: dict) -> str:
             f"{_num(row['alpha']):>8}{_num(row['left_win_rate']):>11}"
         )
     lines += _original_lines(stats.get("original_labels") or {})
+    from rlhfkit.feedback.ratings import rating_lines
+
+    lines += rating_lines(stats.get("ratings") or [])
     from rlhfkit.feedback.evaluation import evaluation_lines
 
     lines += evaluation_lines(stats.get("evaluation") or {"comparisons": [], "unreadable_items": []})

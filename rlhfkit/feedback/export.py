@@ -27,7 +27,7 @@ from rlhfkit.data.records import PreferencePair
 from rlhfkit.feedback.judgements import MARGINS, pair_outcomes
 from rlhfkit.feedback.views import AnnotationView, ItemView, SkipView
 
-FORMATS = ("trl", "raw")
+FORMATS = ("trl", "raw", "kto")  # kto: `rlhfkit.feedback.export_kto`
 
 
 @dataclass
@@ -42,6 +42,7 @@ class ExportReport:
     no_majority: int = 0
     too_few_votes: int = 0
     identical_left_out: int = 0  # a pair of responses with the same text: no preference to learn
+    rating_items_left_out: int = 0  # rated items (thumbs, Likert): no pair; `--format kto` writes them
 
     def summary(self) -> str:
         """One line for the terminal."""
@@ -68,6 +69,9 @@ def majority_pairs(
     for item in items:
         votes_of = by_item.get(item.id)
         if not votes_of:
+            continue
+        if item.question is not None:
+            report.rating_items_left_out += 1
             continue
         report.items += 1
         report.annotations += len(votes_of)
@@ -116,7 +120,8 @@ def raw_records(
     ``label``, ``strength``, ``note``, ``ranking`` (response positions, best first, or null),
     ``display_order`` (response positions as shown, left to right), ``duration_ms``, ``prompt``,
     ``responses`` (texts, by position) and ``response_meta`` (model and sampling settings, by position);
-    for an item that has them, ``document`` and ``original`` (an imported item's kind and original labels,
+    for a rating item its ``question`` and each annotation's ``rating``; for an item that has them,
+    ``document`` and ``original`` (an imported item's kind and original labels,
     `views.Original.to_json`, positions as in ``responses``).
     """
     by_id = {item.id: item for item in items}
@@ -129,6 +134,8 @@ def raw_records(
             "responses": [r.text for r in item.responses],
             "response_meta": [r.meta for r in item.responses],
         }
+        if item.question is not None:
+            record["question"] = item.question
         if item.document is not None:
             record["document"] = item.document
         if item.original is not None:
@@ -136,6 +143,7 @@ def raw_records(
         return record
 
     for a in annotations:
+        rated = {"rating": a.rating} if a.rating is not None else {}
         yield {
             **base(a.item_id),
             "annotator": a.annotator,
@@ -146,6 +154,7 @@ def raw_records(
             "ranking": a.ranking,
             "display_order": a.display_order,
             "duration_ms": a.duration_ms,
+            **rated,
         }
     for skip in skips:
         yield {

@@ -22,6 +22,7 @@ from __future__ import annotations
 import string
 from dataclasses import dataclass
 from itertools import combinations
+from typing import Any
 
 LABELS = ("a_better", "b_better", "ranking", "tie", "both_bad")
 PREFERENCES = ("a_better", "b_better", "ranking")
@@ -39,12 +40,26 @@ class InvalidJudgement(ValueError):
 
 @dataclass(frozen=True)
 class Judgement:
-    """One annotator's answer about one item, in display letters (see the module docstring)."""
+    """One annotator's answer about one item, in display letters (see the module docstring); a rating
+    item's answer is its `rating` instead (`rlhfkit.feedback.ratings.check_answer`)."""
 
-    label: str
+    label: str | None
     strength: str | None = None
     ranking: tuple[str, ...] | None = None
     note: str = ""
+    rating: dict[str, Any] | None = None
+
+
+def clean_note(note: str | None) -> str:
+    """The note stripped.
+
+    Raises:
+        InvalidJudgement: a note over `MAX_NOTE` characters.
+    """
+    note = (note or "").strip()
+    if len(note) > MAX_NOTE:
+        raise InvalidJudgement(f"note is {len(note)} characters long; the limit is {MAX_NOTE}")
+    return note
 
 
 def normalise(judgement: Judgement, k: int) -> Judgement:
@@ -61,9 +76,7 @@ def normalise(judgement: Judgement, k: int) -> Judgement:
     label, strength = judgement.label, judgement.strength
     if label not in LABELS:
         raise InvalidJudgement(f"unknown label {label!r}; expected one of {', '.join(LABELS)}")
-    note = (judgement.note or "").strip()
-    if len(note) > MAX_NOTE:
-        raise InvalidJudgement(f"note is {len(note)} characters long; the limit is {MAX_NOTE}")
+    note = clean_note(judgement.note)
     letters = tuple(LETTERS[:k])
     if label not in PREFERENCES:
         if strength is not None or judgement.ranking:

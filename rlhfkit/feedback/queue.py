@@ -32,7 +32,8 @@ from sqlalchemy import exists, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from rlhfkit.feedback.judgements import Judgement, letters_of, normalise, ranking_positions
+from rlhfkit.feedback.judgements import Judgement, letters_of, ranking_positions
+from rlhfkit.feedback.ratings import check_answer
 from rlhfkit.feedback.tables import (
     DONE,
     PENDING,
@@ -160,12 +161,13 @@ class Queue:
     ) -> tuple[int, bool]:
         """Store the annotator's judgement of an item they were given; returns ``(annotation id, created)``.
 
-        Committed before it returns. Resubmitting the same judgement (same label, strength, ranking and
-        note) returns the stored annotation with ``created=False`` and changes nothing.
+        Committed before it returns. Resubmitting the same judgement (same label, strength, ranking,
+        rating and note) returns the stored annotation with ``created=False`` and changes nothing. A
+        rating item takes a rating and a comparison a label (`ratings.check_answer`).
 
         Raises:
             NotFound: the item was never given to this annotator.
-            InvalidJudgement: the judgement does not fit the item (see `judgements.normalise`).
+            InvalidJudgement: the judgement does not fit the item (see `ratings.check_answer`).
             Conflict: the annotator already labelled the item differently, or skipped it.
         """
         for attempt in range(2):
@@ -182,15 +184,16 @@ class Queue:
     ) -> tuple[int, bool]:
         assignment = _assignment(s, annotator_id, item_id)
         order = list(assignment.display_order)
-        j = normalise(judgement, len(order))
+        j, rating = check_answer(judgement, s.get(Item, item_id).question, len(order))
         ranking = ranking_positions(j, order)
         stored = s.scalars(select(Annotation).where(Annotation.assignment_id == assignment.id)).first()
         if stored is not None:
-            if (stored.label, stored.strength, stored.ranking, stored.note) == (
+            if (stored.label, stored.strength, stored.ranking, stored.note, stored.rating) == (
                 j.label,
                 j.strength,
                 ranking,
                 j.note,
+                rating,
             ):
                 return stored.id, False
             raise Conflict(
@@ -215,6 +218,7 @@ class Queue:
             strength=j.strength,
             note=j.note,
             duration_ms=duration_ms,
+            rating=rating,
             created_at=now,
         )
         assignment.status, assignment.finished_at = DONE, now
@@ -300,6 +304,7 @@ class Queue:
                     "ranking": letters_of(a.ranking, a.display_order),
                     "strength": a.strength,
                     "note": a.note,
+                    "rating": a.rating,
                     "created_at": a.created_at.isoformat() + "Z",
                 }
                 for a in rows
@@ -337,4 +342,6 @@ def _task(s: Session, assignment: Assignment) -> Task:
     item = s.get(Item, assignment.item_id)
     texts = [r.text for r in item.responses]
     order = list(assignment.display_order)
-    return Task(item.id, item.external_id, item.prompt, [texts[p] for p in order], order, item.document)
+    return Task(
+        item.id, item.external_id, item.prompt, [texts[p] for p in order], order, item.document, item.question
+    )

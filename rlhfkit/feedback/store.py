@@ -342,6 +342,7 @@ class Store:
                         meta=record.meta,
                         document=record.document,
                         original=original.to_json() if original is not None else None,
+                        question=record.question,
                     )
                     item.responses = [
                         Response(position=i, text=r.text, meta=r.meta) for i, r in enumerate(record.responses)
@@ -371,6 +372,7 @@ class Store:
                     i.meta,
                     i.document,
                     Original.from_json(i.original) if i.original is not None else None,
+                    i.question,
                 )
                 for i in items
             ]
@@ -401,6 +403,7 @@ class Store:
                     a.note,
                     a.created_at,
                     a.duration_ms,
+                    a.rating,
                 )
                 for a, name in rows
             ]

@@ -55,6 +55,7 @@ class Task:
     responses: list[str]
     display_order: list[int]
     document: dict[str, str] | None = None
+    question: dict[str, Any] | None = None  # None: compare the responses; else a rating (data/questions.py)
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,7 @@ class ItemView:
     meta: dict | None
     document: dict[str, str] | None = None
     original: Original | None = None
+    question: dict[str, Any] | None = None  # None: a comparison; else a rating (data/questions.py)
 
 
 @dataclass(frozen=True)
@@ -136,6 +138,7 @@ class AnnotationView:
     note: str
     created_at: datetime
     duration_ms: int | None
+    rating: dict[str, Any] | None = None  # a rating item's answer (data/questions.py); None: a comparison
 
 
 @dataclass(frozen=True)
