@@ -27,49 +27,24 @@ CLI: ``rlhfkit dpo [config.yaml] [key=value ...]``.
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import itertools
-import math
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-import torch
-from tqdm.auto import tqdm
-
 from rlhfkit.config import option
 from rlhfkit.data import load_preferences
-from rlhfkit.data.collate import collate_pairs, encode_pair
+from rlhfkit.data.collate import encode_pair
 from rlhfkit.data.split import DataConfig, load_split
-from rlhfkit.losses.dpo import REFERENCE_FREE, DPOParams, PairLogps, check_params, get_dpo_loss
+from rlhfkit.losses.dpo import REFERENCE_FREE, DPOParams, check_params, get_dpo_loss
 from rlhfkit.models.loading import load_policy, load_tokenizer
-from rlhfkit.models.logprobs import sequence_logprobs
-from rlhfkit.models.lora import LoRAConfig, base_model_of, prepare_trainable
-from rlhfkit.models.reference_cache import (
-    cache_key,
-    cache_path,
-    load_cached,
-    save_cached,
-    weights_fingerprint,
-)
-from rlhfkit.trainers.checkpoint import CheckpointConfig, check_finite
+from rlhfkit.models.lora import LoRAConfig
+from rlhfkit.trainers.checkpoint import CheckpointConfig
 from rlhfkit.trainers.metrics import ReportTo
-from rlhfkit.trainers.runtime import (
-    BF16_HELP,
-    forward_autocast,
-    from_main,
-    make_accelerator,
-    mean_over_processes,
-    setup_torch,
-    shard,
-    to_device,
-)
+from rlhfkit.trainers.row_pairs import pair_logps_of, setup_pair_run, train_pair_steps
+from rlhfkit.trainers.runtime import BF16_HELP, forward_autocast, from_main, make_accelerator, setup_torch
 from rlhfkit.trainers.saving import save_trained
-from rlhfkit.trainers.training import batches, start_training
 
-# (2B,) reference log-probs of the pairs ``indices`` whose collated batch is given
-ReferenceFn = Callable[[Sequence[int], dict], torch.Tensor]
+REFERENCE_TAG = "dpo-reference-v1"  # in the reference cache's key: this trainer's (N, 2) table
 
 
 @dataclass
@@ -123,87 +98,13 @@ class DPOConfig:
         check_params(DPOParams(self.beta, self.label_smoothing, self.simpo_gamma))
 
 
-def _chunks(items: Sequence[int], size: int) -> list[list[int]]:
-    return [list(items[i : i + size]) for i in range(0, len(items), size)]
-
-
-def _pair_logps(model, batch: dict, indices: Sequence[int], reference: ReferenceFn | None) -> PairLogps:
-    """Policy (and reference) summed log-probs of a collated batch of pairs: one (2B, T) forward pass."""
-    batch = to_device(batch, next(model.parameters()).device)
-    logps = sequence_logprobs(model, batch["input_ids"], batch["attention_mask"], batch["loss_mask"])  # (2B,)
-    tokens = batch["loss_mask"][:, 1:].sum(dim=1)  # (2B,) scored response tokens
-    ref = reference(indices, batch).to(logps.device) if reference is not None else None  # (2B,)
-    b = len(indices)
-    return PairLogps(
-        chosen=logps[:b],
-        rejected=logps[b:],
-        ref_chosen=None if ref is None else ref[:b],
-        ref_rejected=None if ref is None else ref[b:],
-        chosen_tokens=tokens[:b],
-        rejected_tokens=tokens[b:],
-    )
-
-
-def _precompute_reference(
-    cfg: DPOConfig, model, items: list, needed: list[int], pad_id: int
-) -> tuple[torch.Tensor, str, bool]:
-    """Reference log-probs of ``items`` as an (N, 2) table (chosen, rejected; NaN outside ``needed``),
-    its cache key, and whether it came from the cache. Call it before the first update, while the policy
-    still is the reference."""
-    precision = f"{cfg.dtype}+bf16" if cfg.bf16 else cfg.dtype
-    key = cache_key(
-        "dpo-reference-v1", weights_fingerprint(model), precision, [[i, items[i]] for i in needed]
-    )
-    table = load_cached(cache_path(cfg.output_dir, key), key)
-    if table is not None:
-        return table, key, True
-    table = torch.full((len(items), 2), float("nan"))
-    with torch.no_grad():
-        for chunk in tqdm(_chunks(needed, cfg.eval_batch_size), desc="dpo reference", unit="batch"):
-            batch = collate_pairs([items[i] for i in chunk], pad_id)
-            logps = sequence_logprobs(model, batch["input_ids"], batch["attention_mask"], batch["loss_mask"])
-            table[chunk] = logps.view(2, len(chunk)).T  # (2B,) -> (B, 2)
-    save_cached(cache_path(cfg.output_dir, key), key, table)
-    return table, key, False
-
-
-def _table_reference(table: torch.Tensor) -> ReferenceFn:
-    """Reference log-probs looked up in a precomputed (N, 2) table."""
-
-    def reference(indices: Sequence[int], batch: dict) -> torch.Tensor:
-        return torch.cat([table[list(indices), 0], table[list(indices), 1]])  # (2B,)
-
-    return reference
-
-
-def _on_the_fly_reference(cfg: DPOConfig, model) -> ReferenceFn:
-    """Reference log-probs computed every step: with LoRA the base model (adapter switched off, no
-    copy), else a frozen copy of the policy as loaded."""
-    if cfg.lora.enabled:
-        frozen, adapter_off = model, functools.partial(base_model_of, model)
-    else:
-        frozen, adapter_off = load_policy(cfg.policy, cfg.dtype, trainable=False), contextlib.nullcontext
-
-    def reference(indices: Sequence[int], batch: dict) -> torch.Tensor:
-        with torch.no_grad(), adapter_off():
-            return sequence_logprobs(frozen, batch["input_ids"], batch["attention_mask"], batch["loss_mask"])
-
-    return reference
-
-
 def _evaluate(
     model, items: list, indices: list[int], pad_id: int, cfg: DPOConfig, reference, loss_fn
 ) -> dict:
     """The loss and its metrics (accuracy, margin, rewards, logps) over the pairs ``indices``."""
     if not indices:
         return {}
-    parts = []
-    with torch.no_grad():
-        for chunk in _chunks(indices, cfg.eval_batch_size):
-            parts.append(
-                _pair_logps(model, collate_pairs([items[i] for i in chunk], pad_id), chunk, reference)
-            )
-    joined = PairLogps(*(None if t[0] is None else torch.cat(t) for t in zip(*parts, strict=True)))
+    joined = pair_logps_of(model, items, indices, pad_id, cfg.eval_batch_size, reference)
     loss, metrics = loss_fn(joined, DPOParams(cfg.beta, cfg.label_smoothing, cfg.simpo_gamma))
     return {"loss": loss.item(), **{k: v.item() for k, v in metrics.items()}}
 
@@ -241,84 +142,56 @@ def train_dpo(cfg: DPOConfig) -> dict:
     ]
     n_train = len(train)
     eval_idx = list(range(n_train, len(items)))
-    global_batch = min(cfg.batch_size * world, n_train // world * world)  # pairs per step, all processes
-    steps = cfg.max_steps or cfg.epochs * math.ceil(n_train / global_batch)
-    plan = list(itertools.islice(batches(range(n_train), global_batch, cfg.seed), steps))
-    trained_idx = list(dict.fromkeys(i for batch in plan for i in batch))  # first-seen order
-    train_eval_idx = trained_idx[: cfg.eval_pairs]
-    my_plan = [shard(batch, accelerator) for batch in plan]  # this process's pairs of each step
-
-    reference: ReferenceFn | None = None  # stays None for reference-free losses (SimPO)
-    cache_hit = None
-    if cfg.loss_type not in REFERENCE_FREE and cfg.reference == "precomputed":
-        # before any update the policy is the reference: score every pair the run will touch, once
-        # (each process scores its own pairs; the main process also those it evaluates at the end)
-        needed = {i for batch in my_plan for i in batch}
-        needed = sorted(needed | ({*train_eval_idx, *eval_idx} if main else set()))
-        with forward_autocast(cfg, accelerator):
-            table, _, cache_hit = _precompute_reference(cfg, model, items, needed, pad_id)
-        reference = _table_reference(table)
-    model = prepare_trainable(model, cfg.lora, cfg.gradient_checkpointing)
-    if cfg.loss_type not in REFERENCE_FREE and cfg.reference == "on_the_fly":
-        reference = _on_the_fly_reference(cfg, model)
-    optimizer, scheduler, checkpoints, start, _, log = start_training(cfg, model, steps, main)
-    plain = model
-    model, optimizer = accelerator.prepare(model, optimizer)  # DDP (or FSDP / DeepSpeed) under a launcher
+    reference_free = cfg.loss_type in REFERENCE_FREE  # SimPO: no reference pass at all
+    run = setup_pair_run(
+        cfg,
+        accelerator,
+        model,
+        items,
+        n_train,
+        eval_idx,
+        cfg.eval_pairs,
+        pad_id,
+        REFERENCE_TAG,
+        reference_free,
+    )
 
     # --- train
-    model.train()
-    progress = tqdm(
-        my_plan[start:],
-        desc=f"dpo ({cfg.loss_type})",
-        unit="step",
-        initial=start,
-        total=len(plan),
-        disable=not main,
+    train_pair_steps(
+        run,
+        cfg,
+        accelerator,
+        items,
+        pad_id,
+        lambda x, _: loss_fn(x, params),
+        f"dpo ({cfg.loss_type})",
+        "accuracy",
     )
-    for step, indices in enumerate(progress, start=start + 1):
-        batch = collate_pairs([items[i] for i in indices], pad_id)  # (2B, T): chosen rows, then rejected
-        with forward_autocast(cfg, accelerator):
-            x = _pair_logps(model, batch, indices, reference)
-        # a mean over pairs; every process has as many, so the mean of the means is the global mean
-        loss, metrics = loss_fn(x, params)
-        metrics = mean_over_processes(accelerator, {"loss": loss, **metrics})
-        check_finite(step, loss=metrics["loss"])
-        accelerator.backward(loss)
-        grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-        lr = scheduler.get_last_lr()[0]  # the rate this step's update uses
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        row = log.log(step, {**metrics, "grad_norm": grad_norm, "lr": lr})
-        progress.set_postfix(loss=f"{row['loss']:.3f}", acc=f"{row['accuracy']:.2f}")
-        if checkpoints.due(step):
-            checkpoints.save(step)
-    log.close()
 
     # --- evaluate (main process), merge LoRA, save
-    model.eval()
+    run.model.eval()
     accelerator.wait_for_everyone()
     summary = None
     if main:
         with forward_autocast(cfg, accelerator):
-            on_train = _evaluate(plain, items, train_eval_idx, pad_id, cfg, reference, loss_fn)
-            on_eval = _evaluate(plain, items, eval_idx, pad_id, cfg, reference, loss_fn)
+            on_train = _evaluate(run.plain, items, run.trained_eval, pad_id, cfg, run.reference, loss_fn)
+            on_eval = _evaluate(run.plain, items, eval_idx, pad_id, cfg, run.reference, loss_fn)
         summary = {
             "stage": "dpo",
             "loss_type": cfg.loss_type,
             "reference": None if cfg.loss_type in REFERENCE_FREE else cfg.reference,
-            "reference_cache_hit": cache_hit,
+            "reference_cache_hit": run.cache_hit,
             "lora": cfg.lora.enabled,
-            "steps": steps,
+            "steps": run.steps,
             "processes": world,
             "train_pairs": n_train,
             "eval_pairs": len(eval_idx),
-            "train_loss_first": log.rows[0]["loss"],
-            "train_loss_last": log.rows[-1]["loss"],
+            "train_loss_first": run.log.rows[0]["loss"],
+            "train_loss_last": run.log.rows[-1]["loss"],
             "train_accuracy": on_train.get("accuracy"),
             "train_margin": on_train.get("margin"),
             **{f"eval_{k}": v for k, v in on_eval.items()},
         }
     summary = from_main(accelerator, summary)
-    save_trained(accelerator, model, tokenizer, cfg.output_dir, cfg, summary)  # keeps reference_cache/
+    save_trained(accelerator, run.model, tokenizer, cfg.output_dir, cfg, summary)  # keeps reference_cache/
     return summary

@@ -20,7 +20,7 @@ from rlhfkit.models.logprobs import sequence_logprobs
 from rlhfkit.models.lora import LoRAConfig
 from rlhfkit.rewards import RewardSpec
 from rlhfkit.rollout.config import SamplingConfig
-from rlhfkit.trainers import dpo
+from rlhfkit.trainers import dpo, row_pairs
 from rlhfkit.trainers.dpo import DPOConfig, train_dpo
 
 STEP_KEYS = {
@@ -54,14 +54,15 @@ def _rows(out) -> list[dict]:
 
 @pytest.fixture
 def count_loads(monkeypatch):
-    """Counts calls of load_policy made by the DPO trainer."""
+    """Counts calls of load_policy made by the DPO trainer (the policy) and its reference (a frozen copy)."""
     calls = []
 
     def counting(*args, **kwargs):
         calls.append(args)
         return load_policy(*args, **kwargs)
 
-    monkeypatch.setattr(dpo, "load_policy", counting)
+    for module in (dpo, row_pairs):
+        monkeypatch.setattr(module, "load_policy", counting)
     return calls
 
 
@@ -138,7 +139,7 @@ def test_precomputed_and_on_the_fly_reference_agree(tiny_policy_dir, toy_prefere
 def test_bf16_dpo_raises_accuracy_and_keeps_float32_weights(
     tiny_policy_dir, toy_preferences, tmp_path, autocast_spy, reference
 ):
-    autocast_spy.watch(dpo, "sequence_logprobs")  # reference, policy and evaluation passes
+    autocast_spy.watch(row_pairs, "sequence_logprobs")  # reference, policy and evaluation passes
     out = tmp_path / "dpo"
     settings = dict(max_steps=15, eval_pairs=None, reference=reference)
     summary = train_dpo(_cfg(tiny_policy_dir, toy_preferences, out, bf16=True, **settings))

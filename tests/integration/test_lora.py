@@ -12,7 +12,7 @@ from transformers import AutoModelForCausalLM, AutoModelForSequenceClassificatio
 from rlhfkit.config import ConfigError, load_config
 from rlhfkit.models import loading
 from rlhfkit.models.lora import LoRAConfig, prepare_trainable
-from rlhfkit.trainers import dpo, grpo, ppo, reward, rl_run, rloo, sft
+from rlhfkit.trainers import dpo, grpo, ppo, reward, rl_run, rloo, row_pairs, sft
 
 LORA = ["lora.r=4", "lora.alpha=8", "lr=1e-2", "threads=2"]
 RL = ["batch_size=2", "sampling.max_new_tokens=4", "data.eval_fraction=0.25", "steps=2"]
@@ -47,7 +47,8 @@ def policy_loads(monkeypatch):
         calls.append(args)
         return loading.load_policy(*args, **kwargs)
 
-    for module in (sft, dpo, rl_run):  # PPO, GRPO and RLOO load through rl_run
+    for module in (sft, dpo, row_pairs, rl_run):  # PPO, GRPO and RLOO load through rl_run; DPO, KTO their
+        # reference copy through row_pairs
         monkeypatch.setattr(module, "load_policy", counting)
     return calls
 
