@@ -98,6 +98,8 @@ def original_agreement(items: Iterable[ItemView], annotations: Iterable[Annotati
         outcomes = pair_outcomes(a.label, a.ranking, k)
         labelled[original.kind].add(a.item_id)
         for label in original.labels:
+            if original.format == "annotator" and label.worker == a.annotator:
+                continue  # a known answer made from this annotator's own label says nothing about them
             i, j = sorted((label.chosen, label.rejected))
             outcome = outcomes[(i, j)]
             if outcome in (">", "<"):

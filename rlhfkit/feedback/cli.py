@@ -89,6 +89,18 @@ def add_annotate_parser(sub: argparse._SubParsersAction) -> argparse._SubParsers
     p.add_argument("--guidelines-text", help="the guidelines as a string")
     p.add_argument("--overlap", type=int, help="annotators per item (default 1)")
     p.add_argument("--update", action="store_true", help="change an existing project's guidelines/overlap")
+    p.add_argument(
+        "--control-rate",
+        type=float,
+        help="share of each annotator's queue that is control items, mixed in and given to every annotator "
+        "(default 0: controls are ordinary items)",
+    )
+    p.add_argument(
+        "--min-control-accuracy",
+        type=_share_or_none,
+        default=argparse.SUPPRESS,
+        help="flag annotators below this control accuracy (0-1; 'none' clears it; default: flag nobody)",
+    )
 
     p = add("add-annotator", "add annotators to a project; prints each one's token and sign-in link", project)
     p.add_argument("names", nargs="+", metavar="NAME")
@@ -141,6 +153,13 @@ def add_annotate_parser(sub: argparse._SubParsersAction) -> argparse._SubParsers
         "auto (default): from the first row",
     )
 
+    p = add(
+        "controls",
+        "turn an annotator's labels into the known answers of those items (they become control items)",
+        project,
+    )
+    p.add_argument("--from", dest="source", required=True, metavar="NAME", help="the annotator (e.g. yours)")
+
     p = add("serve", "serve the labelling page and the API")
     p.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1; 0.0.0.0 for the LAN)")
     p.add_argument("--port", type=int, default=8000)
@@ -170,6 +189,11 @@ def add_annotate_parser(sub: argparse._SubParsersAction) -> argparse._SubParsers
     p.add_argument("--include-ties", action="store_true", help="write ties as both orders with margin 0")
     p.add_argument("--include-both-bad", action="store_true", help="write both-bad as both orders, margin 0")
     p.add_argument("--min-votes", type=int, default=1, help="leave out pairs with fewer votes")
+    p.add_argument(
+        "--exclude-flagged",
+        action="store_true",
+        help="leave out the labels of flagged annotators (below the project's min control accuracy)",
+    )
     p.add_argument("--kto-axis", help="kto: the likert axis that decides (default: each question's first)")
     p.add_argument(
         "--kto-desirable",
@@ -243,15 +267,52 @@ def _create_project(args: argparse.Namespace) -> int:
     if args.guidelines is not None and args.guidelines_text is not None:
         raise ValueError("give --guidelines FILE or --guidelines-text, not both")
     guidelines = args.guidelines.read_text(encoding="utf-8") if args.guidelines else args.guidelines_text
+    from rlhfkit.feedback.controls import KEEP
+
     store = _open(args)
     if args.update:
-        project = store.update_project(args.name, guidelines, args.overlap)
-        print(f"updated project {project.name!r}: overlap {project.overlap}")
+        project = store.update_project(
+            args.name,
+            guidelines,
+            args.overlap,
+            args.control_rate,
+            getattr(args, "min_control_accuracy", KEEP),
+        )
+        print(f"updated project {project.name!r}: {_settings(project)}")
     else:
         project = store.create_project(
-            args.name, guidelines or "", 1 if args.overlap is None else args.overlap
+            args.name,
+            guidelines or "",
+            1 if args.overlap is None else args.overlap,
+            args.control_rate or 0.0,
+            getattr(args, "min_control_accuracy", None),
         )
-        print(f"created project {project.name!r}: overlap {project.overlap}")
+        print(f"created project {project.name!r}: {_settings(project)}")
+    return 0
+
+
+def _settings(project) -> str:
+    accuracy = project.min_control_accuracy
+    return (
+        f"overlap {project.overlap}, control rate {project.control_rate:g}, "
+        f"min control accuracy {'none' if accuracy is None else f'{accuracy:g}'}"
+    )
+
+
+def _share_or_none(text: str) -> float | None:
+    if text.strip().lower() == "none":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a number from 0 to 1, or 'none'; got {text!r}") from None
+
+
+def _controls(args: argparse.Namespace) -> int:
+    from rlhfkit.feedback.controls import make_controls
+
+    report = make_controls(_open(args), args.project, args.source)
+    print(f"{args.project}: {args.source}'s labels -> {report.summary()}")
     return 0
 
 
@@ -333,9 +394,13 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     from rlhfkit.feedback.export import majority_pairs, raw_records, write_jsonl
+    from rlhfkit.feedback.quality import export_annotations
 
     store = _open(args)
     items, annotations = store.items(args.project), store.annotations(args.project)
+    annotations, left_out = export_annotations(store, args.project, items, annotations, args.exclude_flagged)
+    if left_out:
+        print(f"{args.output}: {left_out}")
     if args.format == "trl":
         pairs, report = majority_pairs(
             items, annotations, args.include_ties, args.include_both_bad, args.min_votes
@@ -357,13 +422,11 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _stats(args: argparse.Namespace) -> int:
-    from rlhfkit.feedback.agreement import project_stats
+    from rlhfkit.feedback.quality import project_report
 
     store = _open(args)
     project = store.project(args.project)
-    stats = project_stats(
-        store.items(args.project), store.annotations(args.project), store.skips(args.project), project.overlap
-    )
+    stats = project_report(store, args.project)
     if args.json:
         print(json.dumps(stats, indent=2))
         return 0
@@ -396,11 +459,13 @@ def format_stats(name: str, stats: dict) -> str:
             f"{_num(row['alpha']):>8}{_num(row['left_win_rate']):>11}"
         )
     lines += _original_lines(stats.get("original_labels") or {})
+    from rlhfkit.feedback.quality import quality_lines
+
+    lines += quality_lines(stats.get("quality"))
+    from rlhfkit.feedback.evaluation import evaluation_lines
     from rlhfkit.feedback.ratings import rating_lines
 
     lines += rating_lines(stats.get("ratings") or [])
-    from rlhfkit.feedback.evaluation import evaluation_lines
-
     lines += evaluation_lines(stats.get("evaluation") or {"comparisons": [], "unreadable_items": []})
     return "\n".join(lines)
 
@@ -440,4 +505,5 @@ _COMMANDS = {
     "serve": _serve,
     "export": _export,
     "stats": _stats,
+    "controls": _controls,
 }

@@ -28,10 +28,11 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import exists, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from rlhfkit.feedback.controls import available_to, next_control, ordinary_items
 from rlhfkit.feedback.judgements import Judgement, letters_of, ranking_positions
 from rlhfkit.feedback.ratings import check_answer
 from rlhfkit.feedback.tables import (
@@ -86,21 +87,23 @@ class Queue:
 
         A new claim takes the lowest free slot of the oldest item this annotator has never been given
         (items go out in the order they were loaded), and a fresh random left-to-right order of its
-        responses, which is recorded.
+        responses, which is recorded. With the project's ``control_rate`` > 0 the claim is a control
+        item instead with that probability (one draw per call; `rlhfkit.feedback.controls`).
 
         Raises:
             NotFound: no such (active) annotator.
             Busy: `_CLAIM_ATTEMPTS` claims in a row lost a race to other annotators.
         """
+        draw = self._rng.random()  # drawn once: a lost race must not give the control mix a second go
         for attempt in range(_CLAIM_ATTEMPTS):
             try:
                 with self._session.begin() as s:
-                    return self._claim(s, annotator_id, spread=attempt > 0)
+                    return self._claim(s, annotator_id, spread=attempt > 0, draw=draw)
             except (IntegrityError, _LostRace):  # another annotator took that slot first: look again
                 continue
         raise Busy("too many annotators are asking for the same items right now; try again")
 
-    def _claim(self, s: Session, annotator_id: int, spread: bool) -> Task | None:
+    def _claim(self, s: Session, annotator_id: int, spread: bool, draw: float) -> Task | None:
         # the lock serialises this annotator's claims: a second `next` waits, then sees the held item
         annotator = s.get(Annotator, annotator_id, with_for_update=True)
         if annotator is None or not annotator.active:
@@ -113,16 +116,20 @@ class Queue:
         ).first()
         if held is not None:
             return _task(s, held)
-        overlap = s.get(Project, annotator.project_id).overlap
-        given = exists().where(Assignment.item_id == Item.id, Assignment.annotator_id == annotator_id)
+        project = s.get(Project, annotator.project_id)
+        overlap = project.overlap
         candidates = s.scalars(
             select(Item.id)
-            .where(Item.project_id == annotator.project_id, Item.is_open.is_(True), ~given)
+            .where(*ordinary_items(project.id, annotator_id, project.control_rate))
             .order_by(Item.id)
             .limit(_CANDIDATES)
         ).all()
         if not candidates:
             return None
+        if draw < project.control_rate:  # a mixed-in control: every annotator gets it, in no slot
+            control = next_control(s, project.id, annotator_id)
+            if control is not None:
+                return _task(s, self._assign(s, control, annotator_id, None))
         # The oldest open item first; after a lost race, any of the oldest few, so that annotators who
         # keep colliding spread out instead of queueing for the same item.
         item_id = self._rng.choice(candidates) if spread else candidates[0]
@@ -141,20 +148,25 @@ class Queue:
         free = [slot for slot in range(overlap) if slot not in used]
         if not free:
             raise _LostRace
+        return _task(s, self._assign(s, item_id, annotator_id, free[0]))
+
+    def _assign(self, s: Session, item_id: int, annotator_id: int, slot: int | None) -> Assignment:
+        """A new pending assignment of the item, in `slot` (None: a mixed-in control), with a fresh random
+        left-to-right order of its responses."""
         k = s.scalar(select(func.count(Response.id)).where(Response.item_id == item_id))
         order = list(range(k))
         self._rng.shuffle(order)
         assignment = Assignment(
             item_id=item_id,
             annotator_id=annotator_id,
-            slot=free[0],
+            slot=slot,
             display_order=order,
             status=PENDING,
             assigned_at=self.clock(),
         )
         s.add(assignment)
         s.flush()  # a lost race on the slot raises IntegrityError here (or at commit)
-        return _task(s, assignment)
+        return assignment
 
     def submit(
         self, annotator_id: int, item_id: int, judgement: Judgement, duration_ms: int | None = None
@@ -278,15 +290,9 @@ class Queue:
                     .group_by(Assignment.status)
                 ).all()
             )
-            in_project = Item.project_id == annotator.project_id
-            open_items = s.scalar(select(func.count(Item.id)).where(in_project, Item.is_open.is_(True)))
-            open_and_given = s.scalar(
-                select(func.count(Assignment.id))
-                .join(Item, Item.id == Assignment.item_id)
-                .where(Assignment.annotator_id == annotator_id, Item.is_open.is_(True))
-            )
-            total = s.scalar(select(func.count(Item.id)).where(in_project))
-        available = open_items - open_and_given
+            project = s.get(Project, annotator.project_id)
+            available = available_to(s, project.id, annotator_id, project.control_rate)
+            total = s.scalar(select(func.count(Item.id)).where(Item.project_id == project.id))
         return Progress(counts.get(DONE, 0), counts.get(SKIPPED, 0), counts.get(PENDING, 0), available, total)
 
     def own_annotations(self, annotator_id: int) -> list[dict[str, Any]]:
@@ -313,8 +319,11 @@ class Queue:
 
 def release(s: Session, assignment: Assignment, status: str, now: datetime) -> None:
     """End a held claim unlabelled (``status``: SKIPPED or RELEASED): its slot goes back to the item,
-    which is open again for its next annotator."""
+    which is open again for its next annotator. A mixed-in control held no slot: nothing goes back."""
+    slotted = assignment.slot is not None
     assignment.status, assignment.slot, assignment.finished_at = status, None, now
+    if not slotted:
+        return
     overlap = s.scalar(
         select(Project.overlap).join(Item, Item.project_id == Project.id).where(Item.id == assignment.item_id)
     )

@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from rlhfkit.data.items import ItemRecord, ResponseRecord
+from rlhfkit.feedback.controls import KEEP, Keep, check_share
 from rlhfkit.feedback.db import check_schema, make_engine, upgrade
 from rlhfkit.feedback.queue import DEFAULT_LEASE, Queue, release
 from rlhfkit.feedback.tables import (
@@ -172,16 +173,17 @@ class Store:
         with self._session.begin() as s:
             annotator = self._annotator(s, project, name)
             annotator.active = active
-            if active:
-                return 0
-            held = s.scalars(
-                select(Assignment)
-                .where(Assignment.annotator_id == annotator.id, Assignment.status == PENDING)
-                .with_for_update()
-            ).all()
-            for assignment in held:
-                release(s, assignment, RELEASED, self.queue.clock())
-            return len(held)
+            return 0 if active else self._release_held(s, annotator)
+
+    def _release_held(self, s: Session, annotator: Annotator) -> int:
+        held = s.scalars(
+            select(Assignment)
+            .where(Assignment.annotator_id == annotator.id, Assignment.status == PENDING)
+            .with_for_update()
+        ).all()
+        for assignment in held:
+            release(s, assignment, RELEASED, self.queue.clock())
+        return len(held)
 
     def rotate_token(self, project: str, name: str) -> str:
         """Give an annotator a new token (shown once); the old one stops working at once.
@@ -193,6 +195,18 @@ class Store:
         with self._session.begin() as s:
             self._annotator(s, project, name).token_hash = hash_token(token)
         return token
+
+    def revoke_token(self, project: str, name: str) -> int:
+        """Make an annotator's token stop working at once, without giving a new one (`rotate_token`
+        gives one later); the items they held go back to the queue. Returns how many were released.
+
+        Raises:
+            NotFound: no such project or annotator.
+        """
+        with self._session.begin() as s:
+            annotator = self._annotator(s, project, name)
+            annotator.token_hash = hash_token(new_token())  # a token nobody is shown
+            return self._release_held(s, annotator)
 
     def _annotator(self, s: Session, project: str, name: str) -> Annotator:
         project_id = self._project(s, project).id
@@ -222,13 +236,25 @@ class Store:
 
     # --- projects and items ---------------------------------------------------------------------------
 
-    def create_project(self, name: str, guidelines: str = "", overlap: int = 1) -> ProjectInfo:
-        """Create a project whose items each go to `overlap` different annotators.
+    def create_project(
+        self,
+        name: str,
+        guidelines: str = "",
+        overlap: int = 1,
+        control_rate: float = 0.0,
+        min_control_accuracy: float | None = None,
+    ) -> ProjectInfo:
+        """Create a project whose items each go to `overlap` different annotators, with `control_rate`
+        of each annotator's queue control items and annotators below `min_control_accuracy` flagged
+        (`rlhfkit.feedback.controls`, `rlhfkit.feedback.quality`).
 
         Raises:
             Conflict: a project of that name exists.
-            ValueError: an empty name or one over 100 characters, or `overlap` < 1.
+            ValueError: an empty name or one over 100 characters, `overlap` < 1, or a rate or accuracy
+                outside [0, 1].
         """
+        check_share(control_rate, "the control rate")
+        check_share(min_control_accuracy, "the minimum control accuracy")
         name = name.strip()
         if not 0 < len(name) <= 100:
             raise ValueError("a project name is 1 to 100 characters long")
@@ -236,26 +262,47 @@ class Store:
             raise ValueError(f"overlap is the number of annotators per item, at least 1; got {overlap!r}")
         try:
             with self._session.begin() as s:
-                s.add(Project(name=name, guidelines=guidelines, overlap=overlap))
+                s.add(
+                    Project(
+                        name=name,
+                        guidelines=guidelines,
+                        overlap=overlap,
+                        control_rate=control_rate,
+                        min_control_accuracy=min_control_accuracy,
+                    )
+                )
         except IntegrityError:
             raise Conflict(f"project {name!r} exists") from None
         return self.project(name)
 
     def update_project(
-        self, name: str, guidelines: str | None = None, overlap: int | None = None
+        self,
+        name: str,
+        guidelines: str | None = None,
+        overlap: int | None = None,
+        control_rate: float | None = None,
+        min_control_accuracy: float | None | Keep = KEEP,
     ) -> ProjectInfo:
-        """Change a project's guidelines and/or overlap (labels already given are kept).
+        """Change a project's guidelines, overlap, control rate and/or minimum control accuracy (None
+        clears it: nobody is flagged); labels already given are kept.
 
         Raises:
             NotFound: no such project.
-            ValueError: `overlap` < 1.
+            ValueError: `overlap` < 1, or a rate or accuracy outside [0, 1].
         """
+        check_share(control_rate, "the control rate")
+        if min_control_accuracy is not KEEP:
+            check_share(min_control_accuracy, "the minimum control accuracy")
         if overlap is not None and (isinstance(overlap, bool) or not isinstance(overlap, int) or overlap < 1):
             raise ValueError(f"overlap is the number of annotators per item, at least 1; got {overlap!r}")
         with self._session.begin() as s:
             project = self._project(s, name)
             if guidelines is not None:
                 project.guidelines = guidelines
+            if control_rate is not None:
+                project.control_rate = control_rate
+            if min_control_accuracy is not KEEP:
+                project.min_control_accuracy = min_control_accuracy
             if overlap is not None:
                 project.overlap = overlap
                 s.execute(
@@ -352,6 +399,22 @@ class Store:
                 s.flush()
         return added, len(entries) - added
 
+    def set_originals(self, project: str, originals: dict[int, Original]) -> int:
+        """Give items of `project` these original labels (`controls.controls_from_annotator` makes
+        them), all in one transaction; returns how many items changed.
+
+        Raises:
+            NotFound: no such project, or an item id that is not one of its items (nothing is written).
+        """
+        with self._session.begin() as s:
+            project_id = self._project(s, project).id
+            for item_id, original in originals.items():
+                item = s.get(Item, item_id)
+                if item is None or item.project_id != project_id:
+                    raise NotFound(f"project {project!r} has no item with id {item_id}")
+                item.original = original.to_json()
+        return len(originals)
+
     # --- reading everything (admin) ---------------------------------------------------------------------
 
     def items(self, project: str) -> list[ItemView]:
@@ -433,4 +496,12 @@ class Store:
 
 
 def _info(project: Project) -> ProjectInfo:
-    return ProjectInfo(project.id, project.name, project.guidelines, project.overlap, project.created_at)
+    return ProjectInfo(
+        project.id,
+        project.name,
+        project.guidelines,
+        project.overlap,
+        project.created_at,
+        project.control_rate,
+        project.min_control_accuracy,
+    )

@@ -42,6 +42,8 @@ class ProjectInfo:
     guidelines: str
     overlap: int
     created_at: datetime
+    control_rate: float = 0.0  # the share of each annotator's queue that is control items
+    min_control_accuracy: float | None = None  # annotators below it are flagged (None: nobody)
 
 
 @dataclass(frozen=True)
