@@ -122,6 +122,15 @@ def _add_command(sub, name: str, command: Command) -> None:
     if not command.has_config:  # a command on a run folder
         parser.add_argument("run_dir", help="a run folder, e.g. runs/hh-demo")
         parser.add_argument("--output", help="the file to write (default: report.html in the run folder)")
+        if name == "report":
+            parser.add_argument(
+                "--feedback-project",
+                help="also show this feedback project's blind evaluation (rlhfkit annotate evaluate): human "
+                "win rates in one table with the model judges'",
+            )
+            parser.add_argument(
+                "--feedback-db", help="its database URL (default: as rlhfkit annotate's --db)"
+            )
         return
     parser.add_argument("config", nargs="?", help="YAML config file (optional)")
     parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. lr=1e-5 data.max_train=100")
@@ -186,7 +195,8 @@ def main(argv: list[str] | None = None) -> int:
         if command.has_config:
             command.run()(_load(command, args))
         else:
-            command.run()(args.run_dir, args.output)
+            options = {key: value for key, value in vars(args).items() if key.startswith("feedback_")}
+            command.run()(args.run_dir, args.output, **options)
     except (
         ConfigError,
         DataError,

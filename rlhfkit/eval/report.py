@@ -24,6 +24,7 @@ import html
 from pathlib import Path
 
 from rlhfkit.eval.report_data import LABELS, Run, Stage, frontier_data, is_number, read_run
+from rlhfkit.eval.report_human import HEADER, HumanEvaluation, human_notes, human_rows, read_human_evaluation
 from rlhfkit.eval.report_plots import frontier_figure, is_timing, loop_figure, metrics_figure
 
 SAMPLES_PER_POLICY = 4
@@ -55,25 +56,49 @@ summary { cursor: pointer; font-weight: 600; margin: 6px 0; }
 """
 
 
-def build_report(run_dir: str | Path, output: str | Path | None = None) -> Path:
+def build_report(
+    run_dir: str | Path,
+    output: str | Path | None = None,
+    feedback_project: str | None = None,
+    feedback_db: str | None = None,
+) -> Path:
     """Write the report of ``run_dir`` to ``output`` (default ``<run_dir>/report.html``) and print where,
-    with what is missing; returns the file's path.
+    with what is missing; returns the file's path. With ``feedback_project``, the page also holds that
+    feedback project's blind evaluation (`rlhfkit.eval.report_human`; ``feedback_db`` default: the
+    app's, ``$RLHFKIT_FEEDBACK_DB`` or ``sqlite:///runs/feedback.db``); one that cannot be read is listed
+    among the problems.
 
     Raises:
         NotADirectoryError: ``run_dir`` is not a folder.
     """
+    from rlhfkit.feedback.cli import DEFAULT_DB
+
     run = read_run(run_dir)
+    human = None
+    if feedback_project:
+        human, problem = read_human_evaluation(feedback_db or DEFAULT_DB, feedback_project)
+        run.problems += [problem] if problem else []
     out = Path(output) if output else run.path / "report.html"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render_report(run), encoding="utf-8")
+    out.write_text(render_report(run, human), encoding="utf-8")
     print(format_status(run, out))
     return out
 
 
-def render_report(run: Run) -> str:
-    """The whole page as a string."""
+def render_report(run: Run, human: HumanEvaluation | None = None) -> str:
+    """The whole page as a string (with `human`, a feedback project's blind evaluation after the win
+    rates)."""
+    evaluation = [_human(human, run)] if human else []
     body = "\n".join(
-        [_header(run), _win_rates(run), _frontier(run), _labels(run), _samples(run), _curves(run)]
+        [
+            _header(run),
+            _win_rates(run),
+            *evaluation,
+            _frontier(run),
+            _labels(run),
+            _samples(run),
+            _curves(run),
+        ]
     )
     return (
         f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
@@ -159,6 +184,25 @@ def _win_rates(run: Run) -> str:
         header = [title for title, _ in LOOP_COLUMNS] + ["win rate [95% CI]", "wall s"]
         parts.append("<h3>Loop rounds</h3>" + (_table(header, rows) if rows else "<p>No finished round.</p>"))
     return _section("winrates", "Win rates", "".join(parts) or "<p>No eval summary found.</p>")
+
+
+def _human(human: HumanEvaluation, run: Run) -> str:
+    """The blind evaluation's table: humans and model judges in one table (`report_human.human_rows`)."""
+    rows = [[_human_cell(value) for value in row] for row in human_rows(human, run)]
+    table = _table([_e(h) for h in HEADER], rows) if rows else "<p>No evaluation items in this project.</p>"
+    notes = "".join(f"<p class='meta'>{_e(note)}</p>" for note in human_notes(human))
+    blind = "blind labels: annotators never saw which policy wrote which response"
+    where = f"<p class='meta'>{_e(human.db)}; {blind}</p>"
+    return _section("human", f"Human evaluation: feedback project {human.project}", where + table + notes)
+
+
+def _human_cell(value) -> str:
+    """A cell of the human table: ``(rate, [low, high])`` or ``(rate, [low, high], n)`` as an interval."""
+    if not isinstance(value, tuple):
+        return _cell(value)
+    rate, ci, *n = value
+    text = _interval(rate, *(ci or (None, None)))
+    return _td(text + (_e(f" (n={n[0]})") if n else ""))
 
 
 def _frontier(run: Run) -> str:
