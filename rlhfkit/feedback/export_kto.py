@@ -3,7 +3,7 @@
 This is TRL's unpaired preference format, as the KTO loss (Ethayarajh et al. 2024, "KTO: Model Alignment
 as Prospect Theoretic Optimization") reads it; ``rlhfkit kto`` reads it too. ``prompt`` is the item's
 prompt as stored (a string, or chat messages ``[{"role", "content"}, ...]``), ``completion`` the
-response text (a string), ``label`` a JSON boolean.
+response text (a string), ``label`` a JSON boolean (`rlhfkit.data.records.UnpairedExample.to_dict`).
 
 How each kind of item becomes examples, one per (prompt, completion) at most:
 
@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from rlhfkit.data.questions import THUMBS
+from rlhfkit.data.records import UnpairedExample
 from rlhfkit.feedback.export import ExportReport, majority_pairs
 from rlhfkit.feedback.views import AnnotationView, ItemView
 
@@ -102,7 +103,7 @@ def kto_records(
     report, records = KTOReport(), []
 
     def add(prompt: Any, completion: str, label: bool) -> None:
-        records.append({"prompt": prompt, "completion": completion, "label": label})
+        records.append(UnpairedExample(prompt, completion, label).to_dict())
 
     for item in items:
         question, ratings = item.question, [a.rating for a in by_item.get(item.id, []) if a.rating]
