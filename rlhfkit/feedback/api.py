@@ -18,7 +18,8 @@ Annotator routes::
 Admin routes (``{name}`` is a project; a name may contain ``/``)::
 
     GET  /api/admin/projects
-    GET  /api/admin/projects/{name:path}/stats    (`agreement.project_stats`, with "original_labels")
+    GET  /api/admin/projects/{name:path}/stats    (`quality.project_report`: `agreement.project_stats`
+                                  with "original_labels", and per-annotator "quality")
     GET  /api/admin/projects/{name:path}/export?format=trl|raw|kto[&include_ties=true&include_both_bad=true]
                                   (kto: [&kto_axis=overall&kto_desirable=5&kto_undesirable=3])
     POST /api/admin/projects/{name:path}/annotators   {"name": ...} -> {"token": ...}
@@ -26,6 +27,10 @@ Admin routes (``{name}`` is a project; a name may contain ``/``)::
     POST /api/admin/projects/{name:path}/annotators/deactivate     {"name": ...} -> {"released": n}
     POST /api/admin/projects/{name:path}/annotators/reactivate     {"name": ...}
     POST /api/admin/projects/{name:path}/items        [item records, as in a JSONL file]
+    GET  /api/admin/overview, POST .../annotators/revoke, and the admin page at /admin: `admin`
+
+Every export takes ``exclude_flagged=true`` (leave out flagged annotators' labels, `quality`); its reply
+then says how many it left out, in ``X-Flagged-Labels-Left-Out`` (and ``X-Flagged-Annotators``, always).
 
 Errors are JSON ``{"detail": message}``: 404 unknown project or item not in your queue, 409 conflict,
 413 a request body over the limit (refused before it is read whole, authenticated or not), 422 invalid
@@ -56,11 +61,12 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from rlhfkit.data.hh import hh_to_messages
 from rlhfkit.data.items import InvalidItem, parse_item, text_problem
 from rlhfkit.data.questions import MAX_AXES
-from rlhfkit.feedback.agreement import project_stats
+from rlhfkit.feedback.admin import admin_router
 from rlhfkit.feedback.db import HEAD
 from rlhfkit.feedback.export import FORMATS, majority_pairs, raw_records
 from rlhfkit.feedback.export_kto import kto_records
 from rlhfkit.feedback.judgements import LETTERS, InvalidJudgement, Judgement
+from rlhfkit.feedback.quality import export_annotations, project_report
 from rlhfkit.feedback.store import Store
 from rlhfkit.feedback.views import Busy, Conflict, NotFound, Principal, Task
 
@@ -336,8 +342,7 @@ def create_app(
 
     @app.get("/api/admin/projects/{name:path}/stats")
     def stats(name: str, _: AdminDep) -> dict:
-        project = store.project(name)
-        return project_stats(store.items(name), store.annotations(name), store.skips(name), project.overlap)
+        return project_report(store, name)
 
     @app.get("/api/admin/projects/{name:path}/export")
     def export(
@@ -349,10 +354,15 @@ def create_app(
         kto_axis: str | None = None,
         kto_desirable: float | None = None,
         kto_undesirable: float | None = None,
+        exclude_flagged: bool = False,
     ) -> Response:
         if format not in FORMATS:
             raise HTTPException(422, f"format must be one of {', '.join(FORMATS)}")
         items, annotations = store.items(name), store.annotations(name)
+        annotations, flagged = export_annotations(store, name, items, annotations, exclude_flagged)
+        headers = {"X-Flagged-Annotators": str(len(flagged.names))}
+        if flagged.excluded:
+            headers["X-Flagged-Labels-Left-Out"] = str(flagged.left_out)
         if format == "trl":
             pairs, _report = majority_pairs(items, annotations, include_ties, include_both_bad)
             records = [p.to_dict() for p in pairs]
@@ -364,7 +374,7 @@ def create_app(
         else:
             records = list(raw_records(items, annotations, store.skips(name)))
         body = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
-        return Response(body, media_type="application/x-ndjson")
+        return Response(body, media_type="application/x-ndjson", headers=headers)
 
     @app.post("/api/admin/projects/{name:path}/annotators")
     def add_annotator(name: str, body: AnnotatorIn, _: AdminDep) -> dict:
@@ -394,6 +404,7 @@ def create_app(
         added, existing = store.load_items(name, records)
         return {"added": added, "existing": existing}
 
+    app.include_router(admin_router(store, root_path, AdminDep, AnnotatorIn))
     return app
 
 

@@ -398,9 +398,9 @@ def _export(args: argparse.Namespace) -> int:
 
     store = _open(args)
     items, annotations = store.items(args.project), store.annotations(args.project)
-    annotations, left_out = export_annotations(store, args.project, items, annotations, args.exclude_flagged)
-    if left_out:
-        print(f"{args.output}: {left_out}")
+    annotations, flagged = export_annotations(store, args.project, items, annotations, args.exclude_flagged)
+    if flagged.message():
+        print(f"{args.output}: {flagged.message()}")
     if args.format == "trl":
         pairs, report = majority_pairs(
             items, annotations, args.include_ties, args.include_both_bad, args.min_votes

@@ -27,6 +27,7 @@ from __future__ import annotations
 import statistics
 from collections import Counter, defaultdict
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from rlhfkit.feedback.agreement import original_agreement, position_bias, project_stats, units_of
@@ -200,20 +201,36 @@ def quality_lines(quality: dict[str, Any] | None) -> list[str]:
     return lines
 
 
+@dataclass(frozen=True)
+class Flagged:
+    """What an export did about flagged annotators: who they are, whether their labels were left out
+    (``excluded``), and how many labels that was."""
+
+    names: tuple[str, ...]
+    excluded: bool
+    left_out: int
+
+    def message(self) -> str | None:
+        """One line for the terminal (None: nobody is flagged)."""
+        if not self.names:
+            return None
+        who = ", ".join(self.names)
+        if not self.excluded:
+            return f"note: flagged annotators {who}; --exclude-flagged leaves their labels out"
+        return f"left out {self.left_out} labels of {len(self.names)} flagged annotators ({who})"
+
+
 def export_annotations(
     store, name: str, items: list[ItemView], annotations: list[AnnotationView], exclude_flagged: bool
-) -> tuple[list[AnnotationView], str | None]:
+) -> tuple[list[AnnotationView], Flagged]:
     """The annotations of project `name` that an export writes (with `exclude_flagged`, none of a
-    flagged annotator's), and a line saying how many were left out, or who is flagged (None: nobody).
+    flagged annotator's), and what was done about flagged annotators.
 
     Raises:
         NotFound: no such project.
     """
-    names = flagged(_quality(store, name, items, annotations))
-    if not names:
-        return annotations, None
-    who = ", ".join(names)
+    names = tuple(flagged(_quality(store, name, items, annotations)))
     if not exclude_flagged:
-        return annotations, f"note: flagged annotators {who}; --exclude-flagged leaves their labels out"
+        return annotations, Flagged(names, False, 0)
     kept, left_out = without_flagged(annotations, names)
-    return kept, f"left out {left_out} labels of {len(names)} flagged annotators ({who})"
+    return kept, Flagged(names, True, left_out)
