@@ -159,7 +159,7 @@ function renderTask(task) {
     const card = el("article", "response");
     card.dataset.letter = response.letter;
     const head = el("header");
-    head.append(el("span", "letter", response.letter));
+    head.append(el("span", "letter", task.responses.length === 1 ? "Response" : response.letter));
     if (task.responses.length > 2) head.append(el("kbd", "", String(n + 1)));
     head.append(el("span", "badge"));
     card.append(head);
@@ -169,8 +169,10 @@ function renderTask(task) {
   });
 
   const ranking = task.responses.length > 2;
-  show("pair-choices", !ranking);
-  show("rank-choices", ranking);
+  show("pair-choices", !ranking && !task.question);
+  show("rank-choices", ranking && !task.question);
+  show("strengths", !task.question);
+  renderRating(task.question); // ratings.js: a rating of the one response, or nothing
   setStatus("");
   refresh();
 }
@@ -225,7 +227,7 @@ function refresh() {
 }
 
 function choose(label) {
-  if (!state.task) return;
+  if (!state.task || state.task.question) return;
   state.label = label;
   if (label === "a_better") state.ranking = ["A", "B"];
   else if (label === "b_better") state.ranking = ["B", "A"];
@@ -284,6 +286,12 @@ function setupDrag() {
 
 async function submit() {
   if (!state.task || state.busy) return;
+  if (state.task.question) {
+    const answer = ratingAnswer(); // ratings.js
+    if (answer.error) return setStatus(answer.error, "error");
+    const duration_ms = Math.round(performance.now() - state.started);
+    return send({ item_id: state.task.item_id, rating: answer.rating, note: $("note").value, duration_ms });
+  }
   if (!state.label) {
     setStatus(letters().length > 2 ? "Rank the responses first (1, 2, 3 ...)." : "Choose an answer first.", "error");
     return;
@@ -304,6 +312,10 @@ async function submit() {
     note: $("note").value,
     duration_ms: Math.round(performance.now() - state.started),
   };
+  await send(body);
+}
+
+async function send(body) {
   state.busy = true;
   try {
     const { status, data } = await api("POST", "/api/annotations", body);
@@ -364,6 +376,10 @@ function onKey(event) {
   }
   if ($("workspace").hidden) return;
   const key = event.key.length === 1 ? event.key.toLowerCase() : event.key;
+  if (ratingKey(key)) {
+    event.preventDefault(); // ratings.js took it
+    return;
+  }
   if (/^[1-9]$/.test(key)) {
     rankNext(String.fromCharCode(64 + Number(key)));
     event.preventDefault();
@@ -403,6 +419,7 @@ function start() {
   $("submit").addEventListener("click", submit);
   $("skip").addEventListener("click", skip);
   setupDrag();
+  setupRating();
 
   // A link like http://host:8000/#token=... signs in directly (the fragment never reaches the server).
   const fromLink = new URLSearchParams(location.hash.slice(1)).get("token");
