@@ -1,11 +1,15 @@
 """``rlhfkit annotate evaluate`` through the CLI on tiny random models (CPU): the baseline's and each
 policy's response to the same held-out prompts, scored by two judges, loaded as evaluation items with the
-agreed meta; a second run adds nothing; labels then show in ``annotate stats``."""
+agreed meta; a second run adds nothing; labels then show in ``annotate stats``. The README walkthrough's
+stand-in annotators (benchmarks/stand_in_annotators.py) label such items through the API."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
+import sys
+from pathlib import Path
 
 import yaml
 
@@ -14,6 +18,11 @@ from rlhfkit.data import load_prompts
 from rlhfkit.data.split import DataConfig, load_split
 from rlhfkit.feedback.judgements import Judgement
 from rlhfkit.feedback.store import Store
+
+STAND_INS = Path(__file__).resolve().parents[2] / "benchmarks" / "stand_in_annotators.py"
+_spec = importlib.util.spec_from_file_location("stand_in_annotators", STAND_INS)
+stand_ins = sys.modules.setdefault("stand_in_annotators", importlib.util.module_from_spec(_spec))
+_spec.loader.exec_module(stand_ins)
 
 
 def test_evaluate_loads_blind_items_with_judge_scores(
@@ -94,7 +103,9 @@ def test_evaluate_loads_blind_items_with_judge_scores(
     assert "blind evaluation, ppo vs sft: 5 items, 5 labelled, 10 labels" in capsys.readouterr().out
 
 
-def test_evaluate_reads_a_prompts_file_and_reports_errors(tmp_path, capsys, tiny_policy_dir, toy_preferences):
+def test_evaluate_reads_a_prompts_file_and_reports_errors(
+    tmp_path, capsys, tiny_policy_dir, tiny_reward_dir, toy_preferences
+):
     sft, ppo = tmp_path / "sft", tmp_path / "ppo"
     shutil.copytree(tiny_policy_dir, sft)
     shutil.copytree(tiny_policy_dir, ppo)
@@ -104,7 +115,7 @@ def test_evaluate_reads_a_prompts_file_and_reports_errors(tmp_path, capsys, tiny
     evaluate += ["--prompts", str(toy_preferences), "--limit", "3", "sampling.max_new_tokens=4"]
     assert main([*evaluate, "--project", "missing"]) == 2  # before any model is loaded
     assert "no project named 'missing'" in capsys.readouterr().err
-    assert main(["annotate", "create-project", "ev", "--db", db]) == 0
+    assert main(["annotate", "create-project", "ev", "--db", db, "--overlap", "2"]) == 0
     assert main([*evaluate, "--project", "ev", "sampling.nonsense=1"]) == 2
     assert "nonsense" in capsys.readouterr().err
     assert main([*evaluate[:5], str(tmp_path / "x" / "sft"), *evaluate[6:], "--project", "ev"]) == 2
@@ -115,4 +126,14 @@ def test_evaluate_reads_a_prompts_file_and_reports_errors(tmp_path, capsys, tiny
     items = store.items("ev")
     assert [i.prompt for i in items] == [json.loads(line)["prompt"] for line in toy_preferences.open()][:3]
     assert all(i.responses[0].meta["scores"] == {} for i in items)  # no judges given
+    store.close()
+
+    # the README walkthrough's stand-in annotators label every item through the API
+    stand_in = ["--db", db, "--project", "ev", "--reward", str(tiny_reward_dir), "--annotators", "2"]
+    assert stand_ins.main(stand_in) == 0
+    assert "stand-in-2 (a stand-in following" in capsys.readouterr().out
+    store = Store.open(db)
+    annotations = store.annotations("ev")
+    assert sorted(a.annotator for a in annotations) == ["stand-in-1"] * 3 + ["stand-in-2"] * 3
+    assert {a.label for a in annotations} <= {"a_better", "b_better"} and all(a.strength for a in annotations)
     store.close()
