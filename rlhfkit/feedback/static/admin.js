@@ -152,7 +152,7 @@ function renderAnnotators(quality) {
     const row = el("tr", [r.flagged ? "flagged" : "", r.active ? "" : "inactive"].join(" ").trim());
     row.dataset.annotator = name;
     cell(row, name, "name");
-    cell(row, r.active ? "yes" : "no", "");
+    cell(row, r.active ? "yes" : "no", "text");
     cell(row, r.labels);
     cell(row, r.skips);
     cell(row, num(r.median_seconds, 1));
