@@ -109,7 +109,7 @@ class SubmitIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     item_id: ItemId
     label: Text | None = Field(default=None, max_length=16)  # a comparison's; a rating item takes `rating`
-    rating: dict[Annotated[str, Field(max_length=40)], Any] | None = Field(default=None, max_length=MAX_AXES)
+    rating: dict[str, Any] | None = Field(default=None, max_length=MAX_AXES)  # checked: ratings.check_answer
     strength: Text | None = Field(default=None, max_length=16)
     ranking: list[Text] | None = Field(default=None, max_length=len(LETTERS))
     note: Text = Field(default="", max_length=5000)

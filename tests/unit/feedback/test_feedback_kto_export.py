@@ -167,3 +167,11 @@ def test_load_rate_and_export_kto_through_the_cli_into_the_kto_loader(tmp_path, 
     assert main([*axis, "--kto-axis", "accuracy"]) == 0
     assert [json.loads(line)["completion"] for line in out.read_text().splitlines()] == ["Hi!", "No.", "Hm."]
     store.close()
+
+
+def test_the_pairs_export_counts_rating_items_it_leaves_out():
+    from rlhfkit.feedback.export import majority_pairs
+
+    pairs, report = majority_pairs(ITEMS, ANNOTATIONS)
+    assert report.rating_items_left_out == 7  # items 1-3 and 5-8 have ratings; item 4 has none
+    assert len(pairs) == 4 and report.items == 3  # item 9's pair and item 10's three; item 11 a tie

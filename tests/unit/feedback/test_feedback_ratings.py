@@ -243,3 +243,34 @@ def test_likert_stats_mean_interval_and_distribution_per_axis(app, capsys):
         "1",
         "0",
     ]
+
+
+def test_the_admin_export_writes_kto_and_refuses_an_unknown_axis(app):
+    client, tokens, _ = app
+    rate_all(client, tokens["ann@likert"], [GOOD, {**GOOD, "overall": 2}])
+    admin = auth(tokens["admin"])
+    reply = client.get("/api/admin/projects/likert/export?format=kto", headers=admin)
+    assert reply.status_code == 200
+    records = [json.loads(line) for line in reply.text.splitlines()]
+    assert records == [
+        {"prompt": "l prompt 0", "completion": "l response 0", "label": True},  # overall 6
+        {"prompt": "l prompt 1", "completion": "l response 1", "label": False},  # overall 2
+    ]
+    by_coverage = client.get(
+        "/api/admin/projects/likert/export?format=kto&kto_axis=coverage&kto_desirable=6&kto_undesirable=4",
+        headers=admin,
+    )
+    assert by_coverage.text == ""  # coverage 5 on both: between 4 and 6, left out
+    bad = client.get("/api/admin/projects/likert/export?format=kto&kto_axis=style", headers=admin)
+    assert bad.status_code == 422 and "'style'" in bad.json()["detail"]
+
+
+def test_a_long_unknown_axis_or_too_many_keys_is_422_without_the_input(app):
+    client, tokens, _ = app
+    ann = tokens["ann@likert"]
+    item_id = client.post("/api/next", headers=auth(ann)).json()["item_id"]
+    long_key = submit(client, ann, item_id, rating={**GOOD, "k" * 10_000: 1})
+    assert long_key.status_code == 422 and "unknown key" in long_key.json()["detail"]
+    assert len(long_key.text) < 500
+    many = submit(client, ann, item_id, rating={f"a{n}": 1 for n in range(13)})
+    assert many.status_code == 422 and many.json()["detail"].startswith("rating:")
