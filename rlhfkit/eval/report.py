@@ -5,7 +5,9 @@ The page holds, results first: a header (run name, stages found, what is missing
 could not be read), win rates with 95% intervals, score against KL for every method (eval points and RL
 training steps; for loop runs proxy and gold score per round, the over-optimisation plot), label
 statistics (agreement, position bias, ties and both-bad counts), side-by-side samples (baseline vs tuned
-response, with scores), and every stage's metric curves against step with its timings and summary.
+response, with scores), and every stage's metric curves against step with its timings and summary. With
+``--feedback-project P``, a feedback project's blind evaluation follows the win rates: human win rates
+in one table with the model judges' (`rlhfkit.eval.report_human`).
 Plots are PNGs embedded as ``data:`` URIs; there is no external CSS or JavaScript, and every piece of
 text is HTML-escaped (responses and prompts come from models and people). What reads the folder and
 what counts as missing: `rlhfkit.eval.report_data`.
@@ -15,7 +17,7 @@ Python use::
     from rlhfkit.eval.report import build_report
     path = build_report("runs/hh-demo")            # writes runs/hh-demo/report.html
 
-CLI: ``rlhfkit report RUN_DIR [--output FILE]``.
+CLI: ``rlhfkit report RUN_DIR [--output FILE] [--feedback-project P [--feedback-db URL]]``.
 """
 
 from __future__ import annotations
