@@ -6,7 +6,11 @@ with its own HTTP connection that asks for an item (``POST /api/next``), labels 
 gets a submit and a skip sent at the same moment from two connections (two tabs): exactly one of them
 may be accepted. Afterwards the database is read directly: every acknowledged label must be there (zero
 lost), once (zero duplicated), never beside a skip of the same item by the same annotator, with no item
-given to more than ``overlap`` annotators.
+given to more than ``overlap`` annotators. With ``controls`` > 0 and ``control_rate`` > 0, that many
+control items (known answers) are mixed into every annotator's queue at that rate, each to every
+annotator at most once (`rlhfkit.feedback.controls`); with ``evaluation`` > 0, that many of the items
+are blind-evaluation items (a baseline's and a policy's response, their names and scores in the metadata
+annotators never see).
 
     .venv/bin/python benchmarks/feedback_load.py                       # 20 annotators, 2,000 labels, SQLite
     .venv/bin/python benchmarks/feedback_load.py --db postgresql://postgres@127.0.0.1:55432/postgres
@@ -37,6 +41,7 @@ import httpx
 
 from rlhfkit.data.items import ItemRecord, ResponseRecord
 from rlhfkit.feedback.store import Store
+from rlhfkit.feedback.views import ImportedItem, Original, OriginalLabel
 
 HOST = "127.0.0.1"
 LABELS = ("a_better", "b_better", "tie", "both_bad")
@@ -57,18 +62,50 @@ class Run:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-def setup(db_url: str, annotators: int, labels: int, overlap: int) -> dict[str, str]:
-    """A project "load" with labels / overlap items and `annotators` annotators; returns their tokens."""
+def evaluation_item(n: int) -> ItemRecord:
+    """A blind-evaluation item, shaped as ``rlhfkit annotate evaluate`` makes them: baseline at 0."""
+
+    def response(policy: str, text: str, score: float) -> ResponseRecord:
+        meta = {"policy": policy, "path": f"runs/load/{policy}", "sampling": {"temperature": 0.7}}
+        return ResponseRecord(text, {**meta, "scores": {"judge": score}})
+
+    responses = (response("sft", f"{n} baseline", 0.25), response("ppo", f"{n} policy", 0.75))
+    return ItemRecord(
+        f"eval prompt {n}", responses, f"e{n}", {"evaluation": {"baseline": "sft", "policy": "ppo"}}
+    )
+
+
+def control_item(n: int) -> ImportedItem:
+    """A control item: its response at position 0 is the known better one."""
+    record = ItemRecord(f"control {n}", (ResponseRecord(f"{n} right"), ResponseRecord(f"{n} wrong")), f"c{n}")
+    return ImportedItem(record, Original("control", "trl", (OriginalLabel(0, 1),)))
+
+
+def setup(
+    db_url: str,
+    annotators: int,
+    labels: int,
+    overlap: int,
+    controls: int = 0,
+    control_rate: float = 0.0,
+    evaluation: int = 0,
+) -> dict[str, str]:
+    """A project "load" with labels / overlap items (`evaluation` of them blind-evaluation items),
+    `controls` control items mixed in at `control_rate`, and `annotators` annotators; returns their
+    tokens."""
     store = Store.init(db_url)
-    store.create_project("load", "Label at random.", overlap=overlap)
+    store.create_project("load", "Label at random.", overlap=overlap, control_rate=control_rate)
     n_items = math.ceil(labels / overlap)
     store.load_items(
         "load",
         (
             ItemRecord(f"prompt {n}", (ResponseRecord(f"{n}a"), ResponseRecord(f"{n}b")), f"i{n}")
+            if n >= evaluation
+            else evaluation_item(n)
             for n in range(n_items)
         ),
     )
+    store.import_items("load", [control_item(n) for n in range(controls)])
     tokens = {
         f"annotator{n:02d}": store.add_annotator("load", f"annotator{n:02d}") for n in range(annotators)
     }
@@ -210,15 +247,25 @@ def run_annotators(
 
 def check(db_url: str, run: Run, overlap: int) -> dict:
     """Compare the acknowledged labels and skips with the database: lost, duplicated, labelled and skipped
-    by the same annotator, over-assigned."""
+    by the same annotator, over-assigned (an ordinary item labelled by more than ``overlap`` annotators;
+    a mixed-in control goes to every annotator, once each, which "duplicated" checks); and how many
+    labels are on control and on evaluation items."""
     store = Store.open(db_url)
     try:
+        project = store.project("load")
+        items = store.items("load")
+        controls = {i.id for i in items if i.original is not None and i.original.kind == "control"}
+        evaluations = {i.id for i in items if i.meta and "evaluation" in i.meta}
+        mixed = controls if project.control_rate > 0 else set()
         stored = [(a.item_id, a.annotator) for a in store.annotations("load")]
         skips = {(s.item_id, s.annotator) for s in store.skips("load")}
         per_item: dict[int, int] = {}
         for item_id, _ in stored:
-            per_item[item_id] = per_item.get(item_id, 0) + 1
+            if item_id not in mixed:
+                per_item[item_id] = per_item.get(item_id, 0) + 1
         return {
+            "control_labels": sum(1 for item_id, _ in stored if item_id in controls),
+            "evaluation_labels": sum(1 for item_id, _ in stored if item_id in evaluations),
             "stored": len(stored),
             "acknowledged": len(run.acked),
             "lost": len(run.acked - set(stored)) + len(run.skipped - skips),
@@ -238,10 +285,17 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def benchmark(
-    db_url: str, annotators: int = 20, labels: int = 2000, overlap: int = 1, race_share: float = 0.0
+    db_url: str,
+    annotators: int = 20,
+    labels: int = 2000,
+    overlap: int = 1,
+    race_share: float = 0.0,
+    controls: int = 0,
+    control_rate: float = 0.0,
+    evaluation: int = 0,
 ) -> dict:
     """Set up, serve, label everything, check; returns the report (see the module docstring)."""
-    tokens = setup(db_url, annotators, labels, overlap)
+    tokens = setup(db_url, annotators, labels, overlap, controls, control_rate, evaluation)
     port = free_port()
     server = start_server(db_url, port)
     try:
@@ -256,6 +310,9 @@ def benchmark(
         annotators=annotators,
         overlap=overlap,
         race_share=race_share,
+        controls=controls,
+        control_rate=control_rate,
+        evaluation_items=evaluation,
         seconds=round(seconds, 2),
         labels_per_second=round(len(run.acked) / seconds, 1),
         submit_p50_ms=round(percentile(run.submit_latency, 50), 2),
@@ -275,11 +332,27 @@ def main() -> int:
     parser.add_argument(
         "--race-share", type=float, default=0.0, help="share of items submitted and skipped at once"
     )
+    parser.add_argument(
+        "--controls", type=int, default=0, help="control items mixed in (with --control-rate)"
+    )
+    parser.add_argument(
+        "--control-rate", type=float, default=0.0, help="share of each queue that is controls"
+    )
+    parser.add_argument("--evaluation", type=int, default=0, help="how many items are blind-evaluation items")
     parser.add_argument("--db", help="database URL (default: a new SQLite file in a temporary folder)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         db_url = args.db or f"sqlite:///{Path(tmp) / 'load.db'}"
-        report = benchmark(db_url, args.annotators, args.labels, args.overlap, args.race_share)
+        report = benchmark(
+            db_url,
+            args.annotators,
+            args.labels,
+            args.overlap,
+            args.race_share,
+            args.controls,
+            args.control_rate,
+            args.evaluation,
+        )
     print(json.dumps(report, indent=2))
     bad = (
         report["lost"] + report["duplicated"] + report["over_assigned_items"] + report["labelled_and_skipped"]

@@ -1,6 +1,8 @@
 """The server under load and under a crash, over loopback HTTP (benchmarks/feedback_load.py does the work).
 
-- 20 simulated annotators label every item: zero labels lost, zero duplicated, no item over-assigned.
+- 20 simulated annotators label every item: zero labels lost, zero duplicated, no item over-assigned,
+  with control items mixed into every queue (each to every annotator at most once) and blind-evaluation
+  items among the ordinary ones.
 - The server is SIGKILLed in the middle of the load: every label acknowledged before the kill is in the
   database, the SQLite file is intact, and after a restart the annotators finish the queue with still
   nothing lost or duplicated.
@@ -28,14 +30,20 @@ load = sys.modules.setdefault("feedback_load", importlib.util.module_from_spec(_
 _spec.loader.exec_module(load)
 
 
+MIX = {"controls": 6, "control_rate": 0.15, "evaluation": 30}  # 30 of the 150 items are evaluation items
+
+
 def test_twenty_annotators_lose_and_duplicate_nothing(tmp_path):
-    report = load.benchmark(f"sqlite:///{tmp_path / 'load.db'}", annotators=20, labels=300, overlap=2)
+    report = load.benchmark(f"sqlite:///{tmp_path / 'load.db'}", annotators=20, labels=300, overlap=2, **MIX)
     print(
-        f"\n[feedback load] {report['acknowledged']} labels in {report['seconds']} s; submit p50 "
-        f"{report['submit_p50_ms']} ms, p99 {report['submit_p99_ms']} ms"
+        f"\n[feedback load] {report['acknowledged']} labels ({report['control_labels']} on controls) in "
+        f"{report['seconds']} s; submit p50 {report['submit_p50_ms']} ms, p99 {report['submit_p99_ms']} ms"
     )
     assert report["errors"] == []
-    assert report["acknowledged"] == report["stored"] == 300
+    assert report["acknowledged"] == report["stored"]
+    assert report["stored"] - report["control_labels"] == 300  # every ordinary slot labelled, once
+    assert 0 < report["control_labels"] <= 6 * 20  # mixed in, each control at most once per annotator
+    assert report["evaluation_labels"] == 30 * 2
     assert report["lost"] == report["duplicated"] == report["over_assigned_items"] == 0
 
 
@@ -116,8 +124,9 @@ def test_twenty_annotators_with_submits_and_skips_racing_lose_and_duplicate_noth
     """A third of the items get a submit and a skip at the same moment (two tabs): exactly one side wins
     each race, and the database ends with every acknowledged label and skip, none twice, no item both
     labelled and skipped by one annotator, none over its overlap."""
-    report = load.benchmark(load_db, annotators=20, labels=300, overlap=2, race_share=0.33)
+    report = load.benchmark(load_db, annotators=20, labels=300, overlap=2, race_share=0.33, **MIX)
     assert report["errors"] == []
+    assert report["control_labels"] > 0 and report["evaluation_labels"] > 0
     assert report["skips"] > 0 and report["acknowledged"] == report["stored"]
     assert report["lost"] == report["duplicated"] == report["over_assigned_items"] == 0
     assert report["labelled_and_skipped"] == 0
