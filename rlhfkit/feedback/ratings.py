@@ -242,4 +242,9 @@ def rating_lines(rows: list[dict[str, Any]]) -> list[str]:
                 f"{axis[:13]:<14}{a['n']:>5}{_num(a['mean'], 2):>7}  {_ci(a['ci95']):<13}{counts}"
                 f"{_num(a['krippendorff_alpha']):>8}"
             )
+        axes = list(row["axes"])
+        lines.append(f"{'annotator':<20}{'ratings':>8}  mean " + ", ".join(axes))
+        for who, r in row["per_annotator"].items():
+            means = ", ".join(_num(r["means"][axis], 2) for axis in axes)
+            lines.append(f"{who[:19]:<20}{r['ratings']:>8}  {means}")
     return lines

@@ -233,6 +233,9 @@ def test_likert_stats_mean_interval_and_distribution_per_axis(app, capsys):
     assert main(["annotate", "stats", "--project", "likert", "--db", db]) == 0
     table = capsys.readouterr().out
     assert "ratings, likert 1-7: overall, accuracy, coverage, coherence: 2 items, 2 rated, 2 ratings" in table
+    lines = table.splitlines()
+    mine = lines[lines.index("annotator            ratings  mean overall, accuracy, coverage, coherence") + 1]
+    assert mine.split() == ["ann", "2", "4.00,", "5.00,", "3.00,", "6.50"]  # the annotator's mean per axis
     (line,) = [x for x in table.splitlines() if x.startswith("overall")]
     assert line.split()[:3] == ["overall", "2", "4.00"] and line.split()[4:11] == [
         "0",
