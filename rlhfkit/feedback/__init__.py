@@ -9,8 +9,11 @@ Modules, in the order data flows:
     store.py       projects, annotators, items, reading labels back; queue.py: claim, submit, skip
     judgements.py  labels (A/B better, tie, both bad, rankings), strengths, pairwise outcomes
     imports.py     labelled comparisons (summarize-from-feedback, TRL) as relabel or control items
+    controls.py    control items mixed into every queue at a rate; known answers from an annotator's labels
     api.py         the FastAPI app and the page in static/ (plain HTML/CSS/JS)
     agreement.py   pairwise agreement, Krippendorff's alpha, position bias, agreement with original labels
+    quality.py     per annotator: control accuracy, agreement with the majority, speed, the flag
+    admin.py       the admin page (/admin) and its routes
     export.py      majority-vote preference pairs (TRL JSONL) and raw records
     cli.py         ``rlhfkit annotate ...``
 

@@ -16,7 +16,9 @@ each annotation gives every pair of its item one nominal value: ``">"``, ``"<"``
   label is a strict preference: such answers are counted apart (``ties``, ``both_bad``) and left out of
   the rate, ``rate = agree / (agree + disagree)``, with its 95% Wilson interval. An item judged by several
   original labellers counts once per label (the rate is then the pairwise agreement between our labels
-  and theirs), and pairs are not independent draws: the interval is a guide, not a test.
+  and theirs), and pairs are not independent draws: the interval is a guide, not a test. A known answer
+  made from an annotator's own label (`controls.controls_from_annotator`) is never checked against that
+  annotator.
 """
 
 from __future__ import annotations

@@ -25,6 +25,8 @@ EPILOG = """the loop:
   rlhfkit annotate serve --port 8000                     # annotators open the links printed above
   rlhfkit annotate rotate-token --project demo alice     # a new token; the old one stops working
   rlhfkit annotate deactivate --project demo bob         # bob's token is refused, his held items released
+  rlhfkit annotate create-project demo --update --control-rate 0.1 --min-control-accuracy 0.7
+  rlhfkit annotate controls --project demo --from gold   # gold's labels become known answers (controls)
   rlhfkit annotate stats --project demo
   rlhfkit annotate evaluate --project eval --baseline runs/x/sft --policies runs/x/ppo --prompts p.jsonl
   rlhfkit annotate export --project demo --format trl --output runs/labels.jsonl

@@ -5,7 +5,9 @@ before the caller hears about it (on SQLite with ``synchronous=FULL``; see `rlhf
 guarantees that matter under concurrency are kept by the database's unique constraints, not by locks in
 this process, so they hold for several server processes on one PostgreSQL database too:
 
-- an item goes to at most ``overlap`` annotators at a time, and never twice to the same one;
+- an item goes to at most ``overlap`` annotators at a time, and never twice to the same one (a control
+  item mixed in at the project's ``control_rate`` goes to every annotator, in no slot, and still never
+  twice to the same one: `rlhfkit.feedback.controls`);
 - two annotators asking at the same moment never get the same slot (the loser of the race retries);
 - one annotation per (item, annotator): resubmitting the same answer changes nothing;
 - an assignment changes state once: of a submit and a skip of the same item sent at the same moment

@@ -14,7 +14,9 @@ order in which the responses are shown to that annotator. Submitting creates an 
 unique constraints, not these counters, are what keep two annotators out of one slot.
 
 A skipped assignment keeps its row (the annotator is never handed that item again) but gives its slot
-back (``slot = NULL``) so another annotator can take it.
+back (``slot = NULL``) so another annotator can take it. A control item mixed into every annotator's
+queue (``projects.control_rate`` > 0, `rlhfkit.feedback.controls`) is assigned in no slot at all
+(``slot = NULL`` from the start): it goes to every annotator, once each, and never counts in ``assigned``.
 
 Times are naive UTC datetimes. Tokens are never stored, only their SHA-256.
 """
