@@ -101,6 +101,17 @@ def screenshot_dir(tmp_path) -> Path:
     return target
 
 
+def docs_screenshot(page, tmp_path, docs_path: Path) -> None:
+    """Screenshot the whole page into the screenshot folder under `docs_path`'s name, check it is a PNG,
+    and with RLHFKIT_DOCS_SCREENSHOTS=1 copy it to `docs_path` (a picture in docs/img)."""
+    target = screenshot_dir(tmp_path) / docs_path.name
+    page.screenshot(path=str(target), full_page=True)
+    assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    if os.environ.get("RLHFKIT_DOCS_SCREENSHOTS") == "1":
+        docs_path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(target, docs_path)
+
+
 def current_item(store, page) -> str:
     """Which item the page shows, found from its first turn's text."""
     first_turn = page.locator("#prompt .turn .content").first.text_content()
@@ -455,12 +466,7 @@ def test_the_document_view_screenshot_for_the_docs(tmp_path, page, open_comparis
     page.keyboard.press("w")
     assert page.locator("#responses .response.best").count() == 1
     assert page.text_content("#responses .response.best .text") == DOCS_SUMMARIES[0]
-    target = screenshot_dir(tmp_path) / "feedback-document.png"
-    page.screenshot(path=str(target), full_page=True)
-    assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    if os.environ.get("RLHFKIT_DOCS_SCREENSHOTS") == "1":
-        DOCS_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(target, DOCS_SCREENSHOT)
+    docs_screenshot(page, tmp_path, DOCS_SCREENSHOT)
     page.keyboard.press("Enter")
     page.wait_for_selector("#done:not([hidden])")
     assert len(store.annotations("tldr")) == 1
@@ -494,12 +500,7 @@ def test_the_support_item_screenshot_for_the_docs(tmp_path, page, open_project):
     page.keyboard.press("w")
     assert page.locator("#responses .response.best").count() == 1
     assert page.text_content("#responses .response.best .text") == SUPPORT_ANSWERS[0]
-    target = screenshot_dir(tmp_path) / "annotate-support.png"
-    page.screenshot(path=str(target), full_page=True)
-    assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    if os.environ.get("RLHFKIT_DOCS_SCREENSHOTS") == "1":
-        DOCS_SUPPORT_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(target, DOCS_SUPPORT_SCREENSHOT)
+    docs_screenshot(page, tmp_path, DOCS_SUPPORT_SCREENSHOT)
     page.keyboard.press("Enter")
     page.wait_for_selector("#done:not([hidden])")
     assert len(store.annotations("support")) == 1

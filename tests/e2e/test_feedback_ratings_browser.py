@@ -10,8 +10,6 @@ folder. Browser fixtures and helpers come from ``test_feedback_browser``.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 
 from test_feedback_browser import (  # noqa: F401 - the fixtures (page, open_project) and skip marks
     DOCS_POST,
@@ -19,6 +17,7 @@ from test_feedback_browser import (  # noqa: F401 - the fixtures (page, open_pro
     IMG,
     REPO,
     SCRIPT,
+    docs_screenshot,
     open_project,
     page,
     pytestmark,
@@ -152,12 +151,7 @@ def test_the_rating_screenshot_for_the_docs(tmp_path, page, open_project):  # no
         page.keyboard.press(key)
     assert [a["checked"] for a in axis_state(page)] == [[6], [7], [5], [7]]
     assert page.is_visible("#guidelines")  # beside the page, as the project has guidelines
-    target = screenshot_dir(tmp_path) / "annotate-rating.png"
-    page.screenshot(path=str(target), full_page=True)
-    assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    if os.environ.get("RLHFKIT_DOCS_SCREENSHOTS") == "1":
-        DOCS_RATING_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(target, DOCS_RATING_SCREENSHOT)
+    docs_screenshot(page, tmp_path, DOCS_RATING_SCREENSHOT)
     page.keyboard.press("Enter")
     page.wait_for_selector("#done:not([hidden])")
     (annotation,) = store.annotations("tldr-ratings")

@@ -94,54 +94,46 @@ def test_a_likert_rating_in_another_key_order_is_the_same_rating(app):
     assert [a.rating for a in store.annotations("likert")] == [GOOD]
 
 
+LIKERT_422 = [
+    ({}, "'rating': missing"),
+    ({"rating": {**GOOD, "coverage": None}}, "'rating.coverage'"),
+    ({"rating": {k: v for k, v in GOOD.items() if k != "coverage"}}, "'rating.coverage': missing"),
+    ({"rating": {**GOOD, "overall": 8}}, "'rating.overall': an integer from 1 to 7, got 8"),
+    ({"rating": {**GOOD, "overall": 0}}, "'rating.overall'"),
+    ({"rating": {**GOOD, "overall": 5.0}}, "'rating.overall'"),
+    ({"rating": {**GOOD, "overall": True}}, "'rating.overall'"),
+    ({"rating": {**GOOD, "overall": "5"}}, "'rating.overall'"),
+    ({"rating": {**GOOD, "style": 3}}, "'rating.style': unknown key"),
+    ({"rating": {"thumbs": "up"}}, "'rating.thumbs': unknown key"),
+    ({"rating": GOOD, "label": "a_better"}, "'label'"),
+    ({"rating": GOOD, "strength": "clear"}, "'strength'"),
+    ({"rating": GOOD, "ranking": ["A"]}, "'ranking'"),
+    ({"rating": ["up"]}, "rating"),
+    ({"rating": "up"}, "rating"),
+]
+THUMBS_422 = [
+    ({"rating": {"thumbs": "sideways"}}, "'rating.thumbs': 'up' or 'down', got 'sideways'"),
+    ({"rating": {"thumbs": "x" * 5000}}, "got a str"),  # the input is not echoed back
+    ({"rating": {"thumbs": "up", "overall": 5}}, "'rating.overall': unknown key"),
+    ({"rating": {}}, "'rating.thumbs': missing"),
+    ({"label": "tie"}, "'label': this item asks for a thumbs rating"),
+]
+
+
 @pytest.mark.parametrize(
-    ("body", "field"),
-    [
-        ({}, "'rating': missing"),
-        ({"rating": {**GOOD, "coverage": None}}, "'rating.coverage'"),
-        ({"rating": {k: v for k, v in GOOD.items() if k != "coverage"}}, "'rating.coverage': missing"),
-        ({"rating": {**GOOD, "overall": 8}}, "'rating.overall': an integer from 1 to 7, got 8"),
-        ({"rating": {**GOOD, "overall": 0}}, "'rating.overall'"),
-        ({"rating": {**GOOD, "overall": 5.0}}, "'rating.overall'"),
-        ({"rating": {**GOOD, "overall": True}}, "'rating.overall'"),
-        ({"rating": {**GOOD, "overall": "5"}}, "'rating.overall'"),
-        ({"rating": {**GOOD, "style": 3}}, "'rating.style': unknown key"),
-        ({"rating": {"thumbs": "up"}}, "'rating.thumbs': unknown key"),
-        ({"rating": GOOD, "label": "a_better"}, "'label'"),
-        ({"rating": GOOD, "strength": "clear"}, "'strength'"),
-        ({"rating": GOOD, "ranking": ["A"]}, "'ranking'"),
-        ({"rating": ["up"]}, "rating"),
-        ({"rating": "up"}, "rating"),
-    ],
+    ("project", "body", "field"),
+    [("likert", *case) for case in LIKERT_422] + [("thumbs", *case) for case in THUMBS_422],
 )
-def test_a_rating_that_does_not_fit_a_likert_item_is_422_naming_the_field(app, body, field):
+def test_a_rating_that_does_not_fit_the_item_is_422_naming_the_field(app, project, body, field):
     client, tokens, store = app
-    ann = tokens["ann@likert"]
+    ann = tokens[f"ann@{project}"]
     item_id = client.post("/api/next", headers=auth(ann)).json()["item_id"]
     reply = submit(client, ann, item_id, **body)
     assert reply.status_code == 422, reply.text
-    assert field in reply.json()["detail"]
-    assert store.annotations("likert") == []
-    assert submit(client, ann, item_id, rating=GOOD).status_code == 200  # the item is still open to rate
-
-
-@pytest.mark.parametrize(
-    ("body", "field"),
-    [
-        ({"rating": {"thumbs": "sideways"}}, "'rating.thumbs': 'up' or 'down', got 'sideways'"),
-        ({"rating": {"thumbs": "x" * 5000}}, "got a str"),  # the input is not echoed back
-        ({"rating": {"thumbs": "up", "overall": 5}}, "'rating.overall': unknown key"),
-        ({"rating": {}}, "'rating.thumbs': missing"),
-        ({"label": "tie"}, "'label': this item asks for a thumbs rating"),
-    ],
-)
-def test_a_bad_thumbs_rating_is_422(app, body, field):
-    client, tokens, _ = app
-    ann = tokens["ann@thumbs"]
-    item_id = client.post("/api/next", headers=auth(ann)).json()["item_id"]
-    reply = submit(client, ann, item_id, **body)
-    assert reply.status_code == 422 and field in reply.json()["detail"], reply.text
-    assert len(reply.text) < 500
+    assert field in reply.json()["detail"] and len(reply.text) < 500
+    assert store.annotations(project) == []
+    good = GOOD if project == "likert" else {"thumbs": "up"}
+    assert submit(client, ann, item_id, rating=good).status_code == 200  # the item is still open to rate
 
 
 def test_a_comparison_item_refuses_a_rating_and_needs_a_label(app):
