@@ -16,6 +16,7 @@ import json
 import os
 import random
 import shutil
+from pathlib import Path
 
 import pytest
 from test_feedback_browser import (  # noqa: F401 - the fixtures (page) and skip marks
@@ -101,6 +102,14 @@ def sign_in(view, url: str, token: str) -> None:
     view.press("#token", "Enter")
 
 
+def download(view) -> tuple[list[dict], str]:
+    """Press Download; the records of the file the browser saved, and its suggested name."""
+    with view.expect_download() as started:
+        view.click("#export-form button[type=submit]")
+    saved = Path(started.value.path()).read_text().splitlines()
+    return [json.loads(line) for line in saved], started.value.suggested_filename
+
+
 def annotator_row(view, name: str):
     return view.locator("#annotators tbody tr").filter(has=view.locator("td.name", has_text=name)).first
 
@@ -160,21 +169,17 @@ def test_the_admin_sees_stats_acts_on_annotators_and_downloads_exports(team, pag
     # downloads: trl without dan's labels (the page says how many it left out), then everything raw
     assert texts_of(page, "#export-format option") == ["trl", "raw", "kto"]
     page.check("#exclude-flagged")
-    with page.expect_download() as download:
-        page.click("#export-form button[type=submit]")
-    trl = [json.loads(line) for line in open(download.value.path()).read().splitlines()]
+    trl, filename = download(page)
     dan_labels = sum(1 for a in store.annotations("hh-helpfulness") if a.annotator == "dan")
     page.wait_for_function("() => document.getElementById('status').textContent.includes('Downloaded')")
     assert page.text_content("#status") == (
         f"Downloaded {len(trl)} trl records; left out {dan_labels} labels of 1 flagged annotator(s)."
     )
-    assert download.value.suggested_filename == "hh-helpfulness-trl.jsonl"
+    assert filename == "hh-helpfulness-trl.jsonl"
     assert trl and all({"prompt", "chosen", "rejected"} <= record.keys() for record in trl)
     page.select_option("#export-format", "raw")
     page.uncheck("#exclude-flagged")
-    with page.expect_download() as download:
-        page.click("#export-form button[type=submit]")
-    raw = [json.loads(line) for line in open(download.value.path()).read().splitlines()]
+    raw, _ = download(page)
     assert len(raw) == len(store.annotations("hh-helpfulness")) + len(store.skips("hh-helpfulness"))
     assert {r["annotator"] for r in raw} == {"alice", "bob", "carol", "dan"}
     page.wait_for_function("() => document.getElementById('status').textContent.includes('raw records')")
@@ -224,9 +229,7 @@ def test_payloads_in_names_and_model_text_stay_inert(tmp_path, page):  # noqa: F
         page.wait_for_selector("#token-box:not([hidden])")
         assert page.text_content("#token-for") == NASTY_NAME
         page.select_option("#export-format", "raw")
-        with page.expect_download() as download:
-            page.click("#export-form button[type=submit]")
-        raw = [json.loads(line) for line in open(download.value.path()).read().splitlines()]
+        raw, _ = download(page)
         assert any(SCRIPT in r["prompt"] for r in raw)  # the model text reached the file unchanged
         assert page.locator("main img, main script").count() == 0
         assert page.dialogs == [] and page.evaluate("window.pwned") is None

@@ -4,24 +4,10 @@
 // textContent, never as HTML: a name with markup in it shows as text and never runs.
 "use strict";
 
+// `$`, `el`, `setStatus`, `ROOT` and `authorisedFetch` come from common.js (loaded first).
 const TOKEN_KEY = "rlhfkit.admin-token";
-const ROOT = document.querySelector('meta[name="rlhfkit-root"]').content;
 
 const state = { token: null, overview: null, project: null };
-
-const $ = (id) => document.getElementById(id);
-
-function el(tag, className, text) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
-
-function setStatus(text, kind) {
-  $("status").textContent = text;
-  $("status").className = kind || "";
-}
 
 // a project name may contain "/": each segment is encoded, the slashes kept (the routes take a path)
 function projectPath(name) {
@@ -29,13 +15,7 @@ function projectPath(name) {
 }
 
 async function api(method, path, body) {
-  const headers = { Authorization: "Bearer " + state.token };
-  if (body !== undefined) headers["Content-Type"] = "application/json";
-  const response = await fetch(ROOT + path, {
-    method,
-    headers,
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
+  const response = await authorisedFetch(state.token, method, path, body);
   if (response.status === 401) {
     logout("Your token was not accepted. Check it and sign in again.");
     throw new Error("unauthorised");

@@ -18,8 +18,6 @@ const state = {
   busy: false,
 };
 
-const $ = (id) => document.getElementById(id);
-
 // Bidirectional controls (right-to-left overrides, embeddings, isolates, marks) can make model text
 // read differently from what it is; they are shown as visible [U+XXXX] markers instead of acting.
 const BIDI_CONTROLS = /[\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069]/g;
@@ -28,30 +26,10 @@ function visibleText(text) {
   return text.replace(BIDI_CONTROLS, (c) => `[U+${c.codePointAt(0).toString(16).toUpperCase().padStart(4, "0")}]`);
 }
 
-function el(tag, className, text) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
-
-function setStatus(text, kind) {
-  const status = $("status");
-  status.textContent = text;
-  status.className = kind || "";
-}
-
-// the path prefix the app is served under behind a reverse proxy (`serve --root-path`), "" at the top
-const ROOT = document.querySelector('meta[name="rlhfkit-root"]').content;
+// `$`, `el`, `setStatus`, `ROOT` and `authorisedFetch` come from common.js (loaded first).
 
 async function api(method, path, body) {
-  const headers = { Authorization: "Bearer " + state.token };
-  if (body !== undefined) headers["Content-Type"] = "application/json";
-  const response = await fetch(ROOT + path, {
-    method,
-    headers,
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
+  const response = await authorisedFetch(state.token, method, path, body);
   if (response.status === 401) {
     logout("Your token was not accepted. Check it and sign in again.");
     throw new Error("unauthorised");

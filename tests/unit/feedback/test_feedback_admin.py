@@ -74,9 +74,12 @@ def test_the_admin_page_is_served_inert(admin_app):
     assert "script-src 'self'" in reply.headers["content-security-policy"]
     assert '<script src="/static/admin.js" defer></script>' in reply.text
     assert "<script>" not in reply.text and "onclick" not in reply.text  # no inline script at all
-    assert client.get("/static/admin.js").status_code == 200
-    script = client.get("/static/admin.js").text
-    assert "innerHTML" not in script and "insertAdjacentHTML" not in script and "document.write" not in script
+    assert '<script src="/static/common.js" defer></script>' in reply.text
+    for name in ("admin.js", "common.js"):
+        script = client.get(f"/static/{name}")
+        assert script.status_code == 200
+        for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("):
+            assert sink not in script.text, (name, sink)
 
 
 def _assigned(store, item_id: int) -> int:
