@@ -68,6 +68,11 @@ COMMANDS = {
         "DPO and its family (ipo, robust, hinge, simpo) on preference pairs: no reward model, no sampling",
         "rlhfkit.trainers.dpo:DPOConfig:train_dpo",
     ),
+    "kto": Command(
+        "KTO on unpaired desirable / undesirable examples ({prompt, completion, label}, or pairs taken "
+        "apart): the log-ratio of desirable completions above a KL reference point, undesirable below",
+        "rlhfkit.trainers.kto:KTOConfig:train_kto",
+    ),
     "eval": Command(
         "win rate, score and KL of tuned policies against a baseline",
         "rlhfkit.eval.evaluate:EvalConfig:evaluate",
@@ -92,6 +97,7 @@ COMMANDS = {
 EXAMPLES = """examples:
   rlhfkit pipeline configs/hh-demo.yaml                 # what `make demo` runs
   rlhfkit dpo configs/hh-dpo.yaml max_steps=5            # one recipe, with an override
+  rlhfkit kto data.path=feedback.jsonl beta=0.1          # KTO on thumbs up / down (label true / false)
   rlhfkit reward model=minilm-l6 data.path=pairs.jsonl --skip-invalid
   rlhfkit sft checkpoint.every=50 --resume              # continue an interrupted run
   rlhfkit eval baseline=runs/hh-demo/sft 'policies=[runs/hh-demo/ppo]'

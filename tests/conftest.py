@@ -355,3 +355,21 @@ class AutocastSpy:
 def autocast_spy(monkeypatch) -> AutocastSpy:
     """An :class:`AutocastSpy`: which functions of a ``bf16=true`` run ran under autocast."""
     return AutocastSpy(monkeypatch)
+
+
+@pytest.fixture
+def policy_loads(monkeypatch) -> list[tuple]:
+    """Records the arguments of every ``load_policy`` call the trainers make: the policy, and any frozen
+    reference copy (DPO and KTO load theirs through ``row_pairs``; PPO, GRPO and RLOO through ``rl_run``)."""
+    from rlhfkit.models import loading
+    from rlhfkit.trainers import dpo, kto, rl_run, row_pairs, sft
+
+    calls: list[tuple] = []
+
+    def counting(*args, **kwargs):
+        calls.append(args)
+        return loading.load_policy(*args, **kwargs)
+
+    for module in (sft, dpo, kto, row_pairs, rl_run):
+        monkeypatch.setattr(module, "load_policy", counting)
+    return calls

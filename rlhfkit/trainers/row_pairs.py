@@ -60,13 +60,24 @@ def chunks(items: Sequence[int], size: int) -> list[list[int]]:
     return [list(items[i : i + size]) for i in range(0, len(items), size)]
 
 
-def pair_logps(model, batch: dict, indices: Sequence[int], reference: ReferenceFn | None) -> PairLogps:
-    """Policy (and reference) summed log-probs of a collated batch of items: one (2B, T) forward pass."""
+def pair_logps(
+    model, batch: dict, indices: Sequence[int], reference: ReferenceFn | None, second_grad: bool = True
+) -> PairLogps:
+    """Policy (and reference) summed log-probs of a collated batch of items: one (2B, T) forward pass, or
+    with ``second_grad=False`` two (B, T) passes, the second rows' without gradients (KTO's mismatched
+    rows feed only its detached reference point: no backward pass through them)."""
     batch = to_device(batch, next(model.parameters()).device)
-    logps = sequence_logprobs(model, batch["input_ids"], batch["attention_mask"], batch["loss_mask"])  # (2B,)
+    b = len(indices)
+    columns = (batch["input_ids"], batch["attention_mask"], batch["loss_mask"])  # each (2B, T)
+    if second_grad:
+        logps = sequence_logprobs(model, *columns)  # (2B,)
+    else:
+        first = sequence_logprobs(model, *(c[:b] for c in columns))  # (B,)
+        with torch.no_grad():
+            second = sequence_logprobs(model, *(c[b:] for c in columns))  # (B,)
+        logps = torch.cat([first, second])  # (2B,)
     tokens = batch["loss_mask"][:, 1:].sum(dim=1)  # (2B,) scored response tokens
     ref = reference(indices, batch).to(logps.device) if reference is not None else None  # (2B,)
-    b = len(indices)
     return PairLogps(
         chosen=logps[:b],
         rejected=logps[b:],
@@ -215,11 +226,19 @@ def setup_pair_run(
 
 
 def train_pair_steps(
-    run: PairRun, cfg, accelerator, items: list, pad_id: int, step_loss: StepLoss, desc: str, shown: str
+    run: PairRun,
+    cfg,
+    accelerator,
+    items: list,
+    pad_id: int,
+    step_loss: StepLoss,
+    desc: str,
+    shown: str,
+    second_grad: bool = True,
 ) -> None:
     """Run the steps ``run.start + 1 .. run.steps``: forward, ``step_loss``, backward, clipped AdamW step,
     one metrics row (the loss's metrics averaged over processes, ``grad_norm``, ``lr``), checkpoints.
-    ``shown`` is the metric the progress bar shows beside the loss.
+    ``shown`` is the metric the progress bar shows beside the loss; ``second_grad``: see :func:`pair_logps`.
 
     Raises:
         FloatingPointError: a non-finite loss (see :func:`check_finite`).
@@ -236,7 +255,7 @@ def train_pair_steps(
     for step, indices in enumerate(progress, start=run.start + 1):
         batch = collate_pairs([items[i] for i in indices], pad_id)  # (2B, T): first rows, then second rows
         with forward_autocast(cfg, accelerator):
-            x = pair_logps(run.model, batch, indices, run.reference)
+            x = pair_logps(run.model, batch, indices, run.reference, second_grad)
         # a mean over items; every process has as many, so the mean of the means is the global mean
         loss, metrics = step_loss(x, indices)
         metrics = mean_over_processes(accelerator, {"loss": loss, **metrics})

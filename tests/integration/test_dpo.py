@@ -20,7 +20,7 @@ from rlhfkit.models.logprobs import sequence_logprobs
 from rlhfkit.models.lora import LoRAConfig
 from rlhfkit.rewards import RewardSpec
 from rlhfkit.rollout.config import SamplingConfig
-from rlhfkit.trainers import dpo, row_pairs
+from rlhfkit.trainers import row_pairs
 from rlhfkit.trainers.dpo import DPOConfig, train_dpo
 
 STEP_KEYS = {
@@ -50,20 +50,6 @@ def _cfg(policy, data, out, **kw) -> DPOConfig:
 
 def _rows(out) -> list[dict]:
     return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-
-
-@pytest.fixture
-def count_loads(monkeypatch):
-    """Counts calls of load_policy made by the DPO trainer (the policy) and its reference (a frozen copy)."""
-    calls = []
-
-    def counting(*args, **kwargs):
-        calls.append(args)
-        return load_policy(*args, **kwargs)
-
-    for module in (dpo, row_pairs):
-        monkeypatch.setattr(module, "load_policy", counting)
-    return calls
 
 
 @pytest.fixture(scope="module")
@@ -112,13 +98,13 @@ def test_dpo_raises_implicit_reward_accuracy_on_training_pairs(dpo_run):
     AutoModelForCausalLM.from_pretrained(out)
 
 
-def test_precomputed_and_on_the_fly_reference_agree(tiny_policy_dir, toy_preferences, tmp_path, count_loads):
+def test_precomputed_and_on_the_fly_reference_agree(tiny_policy_dir, toy_preferences, tmp_path, policy_loads):
     runs = {}
     for mode in ("precomputed", "on_the_fly"):
-        count_loads.clear()
+        policy_loads.clear()
         out = tmp_path / mode
         summary = train_dpo(_cfg(tiny_policy_dir, toy_preferences, out, reference=mode))
-        runs[mode] = (_rows(out), summary, len(count_loads))
+        runs[mode] = (_rows(out), summary, len(policy_loads))
     (pre, pre_summary, pre_loads), (otf, otf_summary, otf_loads) = runs["precomputed"], runs["on_the_fly"]
     assert pre_loads == 1  # the reference pass uses the policy before its first update
     assert otf_loads == 2  # full fine-tuning on the fly holds a frozen copy
@@ -153,12 +139,12 @@ def test_bf16_dpo_raises_accuracy_and_keeps_float32_weights(
 
 
 def test_lora_reference_is_the_base_model_with_its_adapter_off(
-    tiny_policy_dir, toy_preferences, tmp_path, count_loads
+    tiny_policy_dir, toy_preferences, tmp_path, policy_loads
 ):
     lora = dict(lora=LoRAConfig(r=4, alpha=8, target_modules=["q_proj", "v_proj"]), lr=1e-2)
     out = tmp_path / "lora"
     summary = train_dpo(_cfg(tiny_policy_dir, toy_preferences, out, reference="on_the_fly", **lora))
-    assert len(count_loads) == 1  # no second model: the reference is the base under disable_adapter()
+    assert len(policy_loads) == 1  # no second model: the reference is the base under disable_adapter()
     assert summary["lora"] is True
 
     # the adapter-off reference gives the numbers of the precomputed base-model reference

@@ -12,7 +12,7 @@ from transformers import AutoModelForCausalLM, AutoModelForSequenceClassificatio
 from rlhfkit.config import ConfigError, load_config
 from rlhfkit.models import loading
 from rlhfkit.models.lora import LoRAConfig, prepare_trainable
-from rlhfkit.trainers import dpo, grpo, ppo, reward, rl_run, rloo, row_pairs, sft
+from rlhfkit.trainers import dpo, grpo, kto, ppo, reward, rloo, sft
 
 LORA = ["lora.r=4", "lora.alpha=8", "lr=1e-2", "threads=2"]
 RL = ["batch_size=2", "sampling.max_new_tokens=4", "data.eval_fraction=0.25", "steps=2"]
@@ -28,6 +28,13 @@ TRAINERS = {
         "policy",
         ["batch_size=2", "max_steps=2", "eval_pairs=4", "reference=on_the_fly"],
     ),
+    "kto": (
+        kto,
+        kto.train_kto,
+        kto.KTOConfig,
+        "policy",
+        ["batch_size=2", "max_steps=2", "eval_examples=4", "reference=on_the_fly"],
+    ),
     "grpo": (grpo, grpo.train_grpo, grpo.GRPOConfig, "policy", [*RL, "group_size=2", "mini_batch_size=4"]),
     "rloo": (rloo, rloo.train_rloo, rloo.RLOOConfig, "policy", [*RL, "group_size=2", "mini_batch_size=4"]),
     "ppo": (ppo, ppo.train_ppo, ppo.PPOConfig, "policy", [*RL, "mini_batch_size=2", "ppo_epochs=1"]),
@@ -36,21 +43,6 @@ TRAINERS = {
 
 def _count_a(prompts, completions):
     return [float(c.count("a")) for c in completions]
-
-
-@pytest.fixture
-def policy_loads(monkeypatch):
-    """Patches every trainer's ``load_policy`` to record its calls."""
-    calls: list[tuple] = []
-
-    def counting(*args, **kwargs):
-        calls.append(args)
-        return loading.load_policy(*args, **kwargs)
-
-    for module in (sft, dpo, row_pairs, rl_run):  # PPO, GRPO and RLOO load through rl_run; DPO, KTO their
-        # reference copy through row_pairs
-        monkeypatch.setattr(module, "load_policy", counting)
-    return calls
 
 
 def _rows(out) -> list[dict]:

@@ -9,6 +9,7 @@ from safetensors.torch import load_file
 from rlhfkit.config import load_config
 from rlhfkit.trainers.dpo import DPOConfig, train_dpo
 from rlhfkit.trainers.grpo import GRPOConfig, train_grpo
+from rlhfkit.trainers.kto import KTOConfig, train_kto
 from rlhfkit.trainers.ppo import PPOConfig, train_ppo
 from rlhfkit.trainers.reward import RewardConfig, train_reward
 from rlhfkit.trainers.rloo import RLOOConfig, train_rloo
@@ -29,6 +30,7 @@ TRAINERS = {
         "max_steps",
     ),
     "dpo": (DPOConfig, train_dpo, "policy", "tiny_policy_dir", ["batch_size=2", "lr=1e-3"], "max_steps"),
+    "kto": (KTOConfig, train_kto, "policy", "tiny_policy_dir", ["batch_size=2", "lr=1e-3"], "max_steps"),
     "grpo": (
         GRPOConfig,
         train_grpo,

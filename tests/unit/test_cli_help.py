@@ -22,7 +22,7 @@ SNAPSHOTS = Path(__file__).parent / "cli_help"
 SAMPLING_KEYS = ("max_prompt_length", "max_new_tokens", "temperature", "top_k", "top_p")
 CONFIG_COMMANDS = [name for name, command in COMMANDS.items() if command.has_config]
 # commands added after the snapshots were taken: nothing to compare them with
-NEW_COMMANDS = {"generate"}
+NEW_COMMANDS = {"generate", "kto"}
 SNAPSHOT_COMMANDS = [name for name in CONFIG_COMMANDS if name not in NEW_COMMANDS]
 # keys added to every data section after the snapshots were taken (the summarize-from-feedback options,
 # then the column mapping, row filter and system prompt of issue 19)

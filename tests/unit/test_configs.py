@@ -25,6 +25,7 @@ COMMAND_OF = {
     "hh-demo.yaml": "pipeline",
     "hh-dpo.yaml": "dpo",
     "hh-grpo.yaml": "grpo",
+    "hh-kto.yaml": "kto",
     "hh-loop.yaml": "loop",
     "hh-rloo.yaml": "rloo",
     "support-loop.yaml": "loop",
@@ -129,6 +130,20 @@ def test_hh_dpo_starts_from_the_demo_sft_on_the_demo_split():
         _load(DPO, ["betta=0.2"])
 
 
+def test_hh_kto_takes_apart_the_pairs_dpo_trains_on():
+    cfg = _load(ROOT / "configs" / "hh-kto.yaml")
+    dpo = _load(DPO)
+    assert cfg.policy == dpo.policy and cfg.data == dpo.data  # the SFT model; the proxy's half, same split
+    assert cfg.data.format == "hh" and cfg.reference == "precomputed"
+    assert (
+        cfg.batch_size * cfg.max_steps == 2 * dpo.batch_size * dpo.max_steps
+    )  # the pairs DPO touches, apart
+    assert cfg.desirable_weight == cfg.undesirable_weight  # n_D = n_U: the paper's ratio 1
+    assert Path(cfg.output_dir).parent == Path(dpo.output_dir).parent
+    with pytest.raises(ConfigError, match="did you mean 'undesirable_weight'"):
+        _load(ROOT / "configs" / "hh-kto.yaml", ["undesirable_weigth=2"])
+
+
 def test_hh_grpo_starts_from_the_demo_sft_and_reward_on_the_demo_split():
     cfg = _load(ROOT / "configs" / "hh-grpo.yaml")
     demo = stage_configs(load_config(PipelineConfig, DEMO))
@@ -166,7 +181,7 @@ def test_accelerate_config_loads(path):
     assert cfg.num_processes >= 1 and cfg.use_cpu is False
 
 
-@pytest.mark.parametrize("command", ["sft", "reward", "dpo", "ppo", "grpo", "rloo"])
+@pytest.mark.parametrize("command", ["sft", "reward", "dpo", "kto", "ppo", "grpo", "rloo"])
 def test_every_trainer_takes_bf16_mixed_precision(command):
     config = COMMANDS[command].config()
     assert load_config(config).bf16 is False
