@@ -61,9 +61,12 @@ def project_progress(store: Store, name: str) -> dict[str, Any]:
     }
 
 
-def admin_router(store: Store, root_path: str, admin_dep: Any, annotator_body: Any) -> APIRouter:
+def admin_router(
+    store: Store, root_path: str, admin_dep: Any, annotator_body: Any, project_name: Any
+) -> APIRouter:
     """The routes above, for `api.create_app` to include (`admin_dep`: its admin dependency;
-    `annotator_body`: its ``{"name"}`` body model)."""
+    `annotator_body`: its ``{"name"}`` body model; `project_name`: its type of a project name in a path,
+    422 for text no database can store)."""
     router = APIRouter()
     page = (STATIC / "admin.html").read_text().replace("__ROOT__", html.escape(root_path))
 
@@ -76,7 +79,7 @@ def admin_router(store: Store, root_path: str, admin_dep: Any, annotator_body: A
         return {"projects": [project_progress(store, p.name) for p in store.projects()], "formats": FORMATS}
 
     @router.post("/api/admin/projects/{name:path}/annotators/revoke")
-    def revoke(name: str, body: annotator_body, _: admin_dep) -> dict:
+    def revoke(name: project_name, body: annotator_body, _: admin_dep) -> dict:
         return {"annotator": body.name, "revoked": True, "released": store.revoke_token(name, body.name)}
 
     return router

@@ -102,6 +102,7 @@ def _named(value: str) -> str:
 
 
 Text = Annotated[str, AfterValidator(_storable)]
+ProjectName = Text  # a project name in a path: text no database can store is 422, never a 500
 ItemId = Annotated[int, Field(strict=True, ge=1, le=MAX_ID)]  # strict: `true` is not 1
 
 
@@ -341,12 +342,12 @@ def create_app(
         ]
 
     @app.get("/api/admin/projects/{name:path}/stats")
-    def stats(name: str, _: AdminDep) -> dict:
+    def stats(name: ProjectName, _: AdminDep) -> dict:
         return project_report(store, name)
 
     @app.get("/api/admin/projects/{name:path}/export")
     def export(
-        name: str,
+        name: ProjectName,
         _: AdminDep,
         format: str = "trl",
         include_ties: bool = False,
@@ -377,24 +378,24 @@ def create_app(
         return Response(body, media_type="application/x-ndjson", headers=headers)
 
     @app.post("/api/admin/projects/{name:path}/annotators")
-    def add_annotator(name: str, body: AnnotatorIn, _: AdminDep) -> dict:
+    def add_annotator(name: ProjectName, body: AnnotatorIn, _: AdminDep) -> dict:
         return {"annotator": body.name, "token": store.add_annotator(name, body.name)}
 
     @app.post("/api/admin/projects/{name:path}/annotators/rotate-token")
-    def rotate_token(name: str, body: AnnotatorIn, _: AdminDep) -> dict:
+    def rotate_token(name: ProjectName, body: AnnotatorIn, _: AdminDep) -> dict:
         return {"annotator": body.name, "token": store.rotate_token(name, body.name)}
 
     @app.post("/api/admin/projects/{name:path}/annotators/deactivate")
-    def deactivate(name: str, body: AnnotatorIn, _: AdminDep) -> dict:
+    def deactivate(name: ProjectName, body: AnnotatorIn, _: AdminDep) -> dict:
         return {"annotator": body.name, "active": False, "released": store.set_active(name, body.name, False)}
 
     @app.post("/api/admin/projects/{name:path}/annotators/reactivate")
-    def reactivate(name: str, body: AnnotatorIn, _: AdminDep) -> dict:
+    def reactivate(name: ProjectName, body: AnnotatorIn, _: AdminDep) -> dict:
         store.set_active(name, body.name, True)
         return {"annotator": body.name, "active": True}
 
     @app.post("/api/admin/projects/{name:path}/items")
-    def add_items(name: str, body: list[dict[str, Any]], _: AdminDep) -> dict:
+    def add_items(name: ProjectName, body: list[dict[str, Any]], _: AdminDep) -> dict:
         records = []
         for n, raw in enumerate(body):
             try:
@@ -404,7 +405,7 @@ def create_app(
         added, existing = store.load_items(name, records)
         return {"added": added, "existing": existing}
 
-    app.include_router(admin_router(store, root_path, AdminDep, AnnotatorIn))
+    app.include_router(admin_router(store, root_path, AdminDep, AnnotatorIn, ProjectName))
     return app
 
 

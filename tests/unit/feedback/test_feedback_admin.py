@@ -177,6 +177,11 @@ def test_revoking_a_token_stops_it_and_rotating_gives_a_new_one(admin_app):
         ("POST", "/api/admin/projects/team/a/annotators/revoke", [1, 2], "body"),
         ("GET", "/api/admin/projects/team/a/export?exclude_flagged=perhaps", None, "exclude_flagged"),
         ("GET", "/api/admin/projects/team/a/export?format=csv", None, "format"),
+        # text no database can store (PostgreSQL refuses a NUL): 422, not a 500 from the driver
+        ("GET", "/api/admin/projects/team%00/stats", None, "name"),
+        ("GET", "/api/admin/projects/a%00b/export?exclude_flagged=true", None, "name"),
+        ("POST", "/api/admin/projects/team%00a/annotators/revoke", {"name": "ann"}, "name"),
+        ("POST", "/api/admin/projects/team%00a/annotators/rotate-token", {"name": "ann"}, "name"),
     ],
 )
 def test_bad_input_is_422_naming_the_field(admin_app, method, path, body, field):
