@@ -90,16 +90,22 @@ def add_annotate_parser(sub: argparse._SubParsersAction) -> argparse._SubParsers
     p.add_argument("--guidelines", type=Path, help="file with the guidelines shown to annotators")
     p.add_argument("--guidelines-text", help="the guidelines as a string")
     p.add_argument("--overlap", type=int, help="annotators per item (default 1)")
-    p.add_argument("--update", action="store_true", help="change an existing project's guidelines/overlap")
+    p.add_argument(
+        "--update",
+        action="store_true",
+        help="change an existing project's guidelines, overlap or control settings",
+    )
     p.add_argument(
         "--control-rate",
         type=float,
+        metavar="RATE",
         help="share of each annotator's queue that is control items, mixed in and given to every annotator "
         "(default 0: controls are ordinary items)",
     )
     p.add_argument(
         "--min-control-accuracy",
         type=_share_or_none,
+        metavar="ACCURACY",
         default=argparse.SUPPRESS,
         help="flag annotators below this control accuracy (0-1; 'none' clears it; default: flag nobody)",
     )

@@ -92,14 +92,15 @@ class Checkpointer:
 
     def save(self, step: int, extra: dict[str, Any] | None = None) -> Path | None:
         """Write the state at ``step`` (plus ``extra``, e.g. the data position) atomically (main process
-        only; the others return None)."""
+        only; the others return None). Every process must call it: the state of a sharded model is
+        gathered from all of them (:class:`~rlhfkit.trainers.sharding.FullState`)."""
+        state = {name: _state(obj) for name, obj in self.objects.items()}
         if not self.main:
             return None
         self.root.mkdir(parents=True, exist_ok=True)
         target = self.root / f"{_PREFIX}{step:08d}"
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=self.root))
         try:
-            state = {name: _state(obj) for name, obj in self.objects.items()}
             torch.save(
                 {"step": step, "rng": rng_state(), "extra": extra or {}, "objects": state}, tmp / "state.pt"
             )

@@ -14,6 +14,7 @@ from rlhfkit.trainers.checkpoint import CheckpointConfig
 from rlhfkit.trainers.metrics import ReportTo
 from rlhfkit.trainers.rl_run import REWARD_NORM_HELP
 from rlhfkit.trainers.runtime import BF16_HELP
+from rlhfkit.trainers.sharding import FSDP_HELP
 
 
 @dataclass
@@ -64,6 +65,7 @@ class GroupRLConfig:
     gradient_checkpointing: bool = option(
         False, "recompute activations in the backward pass: less memory, slower"
     )
+    fsdp: bool = option(False, FSDP_HELP)
     checkpoint: CheckpointConfig = option(CheckpointConfig, "training checkpoints and resuming")
     report_to: ReportTo = option(
         "none", "also send metrics.jsonl rows to: none, tensorboard, wandb (offline)"

@@ -23,7 +23,9 @@ Implementation details follow Huang et al. 2024, "The N+ implementation details 
 Under N processes (``torchrun`` / ``accelerate launch``) every process takes ``batch_size`` prompts of a
 global batch of ``N * batch_size``, samples with its own generator (seed + process index), and whitens
 its own advantages; DDP averages the policy and value gradients. The KL fed to the adaptive controller
-and every logged metric are averaged over processes, so all processes keep the same beta.
+and every logged metric are averaged over processes, so all processes keep the same beta. With ``fsdp``
+the policy and the value model (or head) are sharded instead (:mod:`rlhfkit.trainers.sharding`): the
+policy samples from its gathered weights, and the same updates follow.
 
 Notation:
     B  prompts per rollout (``batch_size``)
@@ -68,7 +70,7 @@ from rlhfkit.models.value import ValueHead, ValueModel
 from rlhfkit.rewards import CombinedReward, FunctionReward, ModelReward
 from rlhfkit.rollout.config import SAMPLING_RENAMED_KEYS, SamplingConfig
 from rlhfkit.rollout.sampling import rollout
-from rlhfkit.trainers import rl_run
+from rlhfkit.trainers import rl_run, sharding
 from rlhfkit.trainers.checkpoint import CheckpointConfig, Checkpointer, check_finite
 from rlhfkit.trainers.metrics import ReportTo
 from rlhfkit.trainers.rl_run import REWARD_NORM_HELP
@@ -149,6 +151,7 @@ class PPOConfig:
     gradient_checkpointing: bool = option(
         False, "recompute activations in the backward pass: less memory, slower"
     )
+    fsdp: bool = option(False, sharding.FSDP_HELP)
     checkpoint: CheckpointConfig = option(CheckpointConfig, "training checkpoints and resuming")
     report_to: ReportTo = option(
         "none", "also send metrics.jsonl rows to: none, tensorboard, wandb (offline)"
@@ -207,6 +210,9 @@ def train_ppo(cfg: PPOConfig, reward_fn: RewardFn | None = None) -> dict:
             "or shared_value_head=true"
         )
     tokenizer, policy, reference = rl_run.load_policy_and_reference(cfg, accelerator)
+    fsdp = sharding.use_fsdp(cfg, accelerator)  # shard the policy and the value function
+    if fsdp:
+        sharding.shard_model(policy, accelerator)
     reward = ppo_reward(cfg, reward_fn)
     updates = cfg.steps * cfg.ppo_epochs * (cfg.batch_size // cfg.mini_batch_size)
     policy_opt, _ = make_optimizer(policy.parameters(), cfg.lr, 0.0, 0, updates)
@@ -216,6 +222,8 @@ def train_ppo(cfg: PPOConfig, reward_fn: RewardFn | None = None) -> dict:
             policy.config.hidden_size, next(policy.parameters()).dtype, trunk_grad=cfg.value_trunk_grad
         )
         value.to(accelerator.device)
+        if fsdp:
+            sharding.shard_model(value, accelerator)
         if cfg.value_trunk_grad:  # one joint loss, one optimizer: the trunk at lr, the head at value_lr
             policy_opt.add_param_group({"params": list(value.parameters()), "lr": cfg.value_lr})
         else:  # the head learns from the value loss alone, with its own optimizer
@@ -228,6 +236,8 @@ def train_ppo(cfg: PPOConfig, reward_fn: RewardFn | None = None) -> dict:
         )
         if cfg.gradient_checkpointing:
             enable_gradient_checkpointing(value.model)
+        if fsdp:
+            sharding.shard_model(value, accelerator)
         value_opt, _ = make_optimizer(value.parameters(), cfg.value_lr, 0.0, 0, updates)
     if cfg.adaptive_kl:
         kl_ctl = AdaptiveKLController(cfg.kl_coef, cfg.kl_target, cfg.kl_horizon)
@@ -238,10 +248,10 @@ def train_ppo(cfg: PPOConfig, reward_fn: RewardFn | None = None) -> dict:
         cfg.checkpoint,
         cfg.output_dir,
         {
-            "policy": policy,
-            "value": value,
-            "policy_opt": policy_opt,
-            **({"value_opt": value_opt} if value_opt is not None else {}),
+            "policy": sharding.checkpointed(policy),
+            "value": sharding.checkpointed(value),
+            "policy_opt": sharding.checkpointed([policy, value] if value_opt is None else policy, policy_opt),
+            **({"value_opt": sharding.checkpointed(value, value_opt)} if value_opt is not None else {}),
             "generator": generator,
         },
         main=accelerator.is_main_process,
@@ -252,10 +262,10 @@ def train_ppo(cfg: PPOConfig, reward_fn: RewardFn | None = None) -> dict:
         cfg, accelerator, (policy, reference), tokenizer, reward, prompts, extra
     )
     # DDP-wrapped copies for the gradient steps; `policy` and `value` stay the plain modules, which
-    # sample and score without gradients
-    policy_ddp, value_ddp, policy_opt = accelerator.prepare(policy, value, policy_opt)
+    # sample and score without gradients (under FSDP the sharded modules do both)
+    policy_ddp, value_ddp, policy_opt = sharding.prepare(accelerator, fsdp, policy, value, policy_opt)
     if value_opt is not None:
-        value_opt = accelerator.prepare(value_opt)
+        value_opt = sharding.prepare(accelerator, fsdp, value_opt)
 
     joint = cfg.shared_value_head and cfg.value_trunk_grad  # one loss trains the trunk and the head
     warmup_opt = policy_opt if joint else value_opt  # the optimizer that holds the value parameters
@@ -267,7 +277,7 @@ def train_ppo(cfg: PPOConfig, reward_fn: RewardFn | None = None) -> dict:
         if cfg.shared_value_head:  # in the warm-up the value loss must not reach the trunk
             value.trunk_grad = cfg.value_trunk_grad and not warmup
         prompts = shard(next(stream), accelerator)  # this process's prompts of the global batch
-        with forward_autocast(cfg, accelerator):
+        with forward_autocast(cfg, accelerator), sharding.full_weights(policy):
             ro = rollout(
                 policy,
                 tokenizer,

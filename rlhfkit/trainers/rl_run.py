@@ -12,7 +12,6 @@ import math
 import random
 import time
 from collections.abc import Iterator
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 
 import torch
@@ -27,6 +26,7 @@ from rlhfkit.models.lora import is_lora, needs_reference_copy, prepare_trainable
 from rlhfkit.rewards import CombinedReward, build_reward
 from rlhfkit.rewards.combined import RewardBatch
 from rlhfkit.rollout.sampling import Rollout, rollout
+from rlhfkit.trainers import sharding
 from rlhfkit.trainers.checkpoint import Checkpointer, check_finite
 from rlhfkit.trainers.metrics import MetricsLog
 from rlhfkit.trainers.runtime import (
@@ -92,7 +92,8 @@ def resume(
 @dataclass
 class GroupRun:
     """A GRPO/RLOO run, set up: ``policy`` samples and scores without gradients, ``policy_ddp`` (its
-    prepared, possibly DDP-wrapped copy) takes the gradient steps with ``optimizer``; ``reference`` is
+    prepared, possibly DDP-wrapped copy; under FSDP the sharded policy itself) takes the gradient steps
+    with ``optimizer``; ``reference`` is
     None without a KL term or with LoRA (see :func:`load_policy_and_reference`); ``start`` is the last
     completed step, ``stream`` yields the global prompt batches from there."""
 
@@ -113,7 +114,8 @@ class GroupRun:
 
 def start_group_run(cfg) -> GroupRun:
     """Set up a GRPO/RLOO run from its config (a :class:`~rlhfkit.trainers.group_config.GroupRLConfig`):
-    torch, prompts, policy and reference (none when ``kl_coef`` is 0), the summed rewards, AdamW over
+    torch, prompts, policy (sharded under FSDP: :func:`~rlhfkit.trainers.sharding.use_fsdp`) and
+    reference (none when ``kl_coef`` is 0), the summed rewards, AdamW over
     ``steps * inner_epochs * (B * G / mini_batch_size)`` updates, the sampling generator, checkpoints
     (resumed from the last one if asked), the metrics log and the reward normalisation
     (:func:`reference_reward_norm`).
@@ -126,6 +128,9 @@ def start_group_run(cfg) -> GroupRun:
     setup_torch(cfg.seed, cfg.threads)
     prompts, _ = load_split(cfg.data, load_prompts)
     tokenizer, policy, reference = load_policy_and_reference(cfg, accelerator, cfg.uses_reference)
+    fsdp = sharding.use_fsdp(cfg, accelerator)
+    if fsdp:
+        sharding.shard_model(policy, accelerator)
     reward = build_reward(cfg.rewards, cfg.dtype, cfg.reward_max_length)
     updates = cfg.steps * cfg.inner_epochs * (cfg.batch_size * cfg.group_size // cfg.mini_batch_size)
     optimizer, _ = make_optimizer(policy.parameters(), cfg.lr, 0.0, 0, updates)
@@ -133,12 +138,16 @@ def start_group_run(cfg) -> GroupRun:
     checkpoints = Checkpointer(
         cfg.checkpoint,
         cfg.output_dir,
-        {"policy": policy, "optimizer": optimizer, "generator": generator},
+        {
+            "policy": sharding.checkpointed(policy),
+            "optimizer": sharding.checkpointed(policy, optimizer),
+            "generator": generator,
+        },
         main=accelerator.is_main_process,
     )
     start, extra, stream, log = resume(cfg, accelerator, checkpoints, generator, prompts)
     norm = reference_reward_norm(cfg, accelerator, (policy, reference), tokenizer, reward, prompts, extra)
-    policy_ddp, optimizer = accelerator.prepare(policy, optimizer)
+    policy_ddp, optimizer = sharding.prepare(accelerator, fsdp, policy, optimizer)
     return GroupRun(
         accelerator=accelerator,
         tokenizer=tokenizer,
@@ -160,9 +169,10 @@ def sample_groups(
     cfg, batch: list[str], accelerator: Accelerator, policy, tokenizer, generator: torch.Generator
 ) -> Rollout:
     """GRPO/RLOO sampling: each of this process's prompts of the global ``batch`` ``cfg.group_size`` (G)
-    times in a row, so that row b * G + i is sample i of prompt b; under :func:`forward_autocast`."""
+    times in a row, so that row b * G + i is sample i of prompt b; under :func:`forward_autocast`, from
+    the policy's full weights (:func:`~rlhfkit.trainers.sharding.full_weights`)."""
     repeated = [p for p in shard(batch, accelerator) for _ in range(cfg.group_size)]
-    with forward_autocast(cfg, accelerator):
+    with forward_autocast(cfg, accelerator), sharding.full_weights(policy):
         return rollout(
             policy,
             tokenizer,
@@ -221,7 +231,9 @@ def reference_reward_norm(
     width = cfg.batch_size * getattr(cfg, "group_size", 1)  # what the trainer samples at once
     totals, no_eos, lengths = [], [], []
     sampler = (
-        reference_of(policy, reference) if reference is not None or is_lora(policy) else nullcontext(policy)
+        reference_of(policy, reference)
+        if reference is not None or is_lora(policy)
+        else sharding.full_weights(policy)
     )
     with sampler as ref:
         for start in tqdm(
@@ -352,7 +364,7 @@ def finish(
     norm: RewardNorm,
 ) -> dict:
     """Close the log, save the trained policy (``models``: the plain policy and its prepared, possibly
-    DDP-wrapped copy; LoRA merged in) with the run's summary, and return the summary: the reward
+    DDP-wrapped or sharded copy; LoRA merged in) with the run's summary, and return the summary: the reward
     normalisation, the last KL and response length, and :func:`windows` of the logged progress."""
     log.close()
     policy, policy_ddp = models

@@ -18,7 +18,7 @@ Under N processes (``torchrun`` / ``accelerate launch``) every process takes ``b
 global batch of ``N * batch_size`` and samples their G responses with its own generator (seed + process
 index); a group never spans processes, so the leave-one-out baselines are per process. DDP averages the
 gradients (each process's loss is a mean over its own minibatch); logged metrics are averaged over
-processes.
+processes. With ``fsdp`` the policy is sharded instead (:mod:`rlhfkit.trainers.sharding`).
 
 Notation:
     B  prompts per step (``batch_size``)

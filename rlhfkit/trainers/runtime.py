@@ -10,7 +10,8 @@ process writes metrics, checkpoints and the saved model.
 
 The RL trainers (PPO, GRPO, RLOO) shard each global batch of prompts the same way; every process samples
 its responses with its own generator (:func:`sampling_generator`, seed + process index), so their runs
-differ from a one-process run with the global batch.
+differ from a one-process run with the global batch. Under FSDP they shard their trained models
+themselves (:mod:`rlhfkit.trainers.sharding`), on CPU and GPU alike, instead of a DDP copy per process.
 """
 
 from __future__ import annotations

@@ -53,16 +53,19 @@ def save_trained(
     summary: dict[str, Any],
     plain=None,
 ) -> None:
-    """Save a trained (possibly DDP-wrapped, possibly LoRA) model from the main process: the adapter is
-    merged in first, unless ``plain`` (the unwrapped, merged model) is given. Every process must call it;
-    they wait for the save to finish."""
+    """Save a trained (possibly DDP-wrapped or sharded, possibly LoRA) model from the main process: the
+    adapter is merged in first, unless ``plain`` (the unwrapped, merged model) is given; a sharded model's
+    full weights are gathered first. Every process must call it; they wait for the save to finish."""
     from accelerate.utils import DistributedType
 
     from rlhfkit.models.lora import merge_lora
+    from rlhfkit.trainers.sharding import full_state_dict, is_sharded
 
     accelerator.wait_for_everyone()
     state_dict = None
-    if accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED):
+    if is_sharded(model):  # rlhfkit's own FSDP2 (the RL trainers)
+        state_dict = full_state_dict(model)  # a collective call
+    elif accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED):
         state_dict = accelerator.get_state_dict(model)  # gathered from the shards (a collective call)
     if accelerator.is_main_process:
         if plain is None:

@@ -4,30 +4,15 @@ the batch; PPO, GRPO and RLOO run and write one set of outputs."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
+from launchers import launch, metric_rows
 from safetensors.torch import load_file
 
 from rlhfkit.cli import main
 
 STEPS = 3
-
-
-def _torchrun(args: list[str], tmp_path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-    cmd += ["-m", "rlhfkit.cli", *args]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
-    return proc
-
-
-def _rows(out) -> list[dict]:
-    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
 
 
 def _assert_same_weights(a, b, atol):
@@ -51,13 +36,13 @@ def test_two_processes_equal_one_with_the_global_batch(name, request, toy_prefer
     common = [f"{key}={model}", f"data.path={toy_preferences}", f"max_steps={STEPS}", "threads=1", *extra]
     one, two = tmp_path / "one", tmp_path / "two"
     assert main([name, *common, f"output_dir={one}", f"batch_size={2 * batch}"]) == 0
-    _torchrun([name, *common, f"output_dir={two}", f"batch_size={batch}"], tmp_path)
+    launch([name, *common, f"output_dir={two}", f"batch_size={batch}"], tmp_path)
 
     # the one-process run is padding-free (and micro-batched for the reward model); under DDP each rank
     # pads its batch (one forward per backward). The two agree to float rounding, which three AdamW steps
     # at lr 1e-3 (~3e-3 of movement) can grow to ~1e-5 on elements with near-zero gradients.
     _assert_same_weights(one, two, atol=5e-5)
-    for a, b in zip(_rows(one), _rows(two), strict=True):
+    for a, b in zip(metric_rows(one), metric_rows(two), strict=True):
         assert a["loss"] == pytest.approx(b["loss"], abs=1e-5)
     summary = json.loads((two / "summary.json").read_text())
     assert summary["steps"] == STEPS and summary["processes"] == 2
@@ -75,7 +60,7 @@ def test_metrics_go_to_tensorboard_too(tiny_policy_dir, toy_preferences, tmp_pat
 
     scalars = EventAccumulator(str(events[0].parent)).Reload().Scalars("loss")
     assert [s.step for s in scalars] == [1, 2]
-    assert scalars[-1].value == pytest.approx(_rows(out)[-1]["loss"], abs=1e-4)
+    assert scalars[-1].value == pytest.approx(metric_rows(out)[-1]["loss"], abs=1e-4)
 
 
 RL_COMMON = [
@@ -105,9 +90,9 @@ def test_rl_trainers_run_on_two_processes(name, tiny_policy_dir, tiny_reward_dir
         else [f"rewards=[{{kind: model, path: {tiny_reward_dir}}}]"]
     )
     args = [f"policy={tiny_policy_dir}", f"data.path={toy_preferences}", f"output_dir={out}", *reward]
-    _torchrun([name, *args, *RL_COMMON, *RL_CASES[name]], tmp_path)
+    launch([name, *args, *RL_COMMON, *RL_CASES[name]], tmp_path)
 
-    rows = _rows(out)
+    rows = metric_rows(out)
     assert [r["step"] for r in rows] == [1, 2]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["processes"] == 2 and summary["steps"] == 2

@@ -37,6 +37,14 @@ ADDED_DATA_KEYS = (
 # sections added since, per command: the pipeline's grpo stage (its `stages` type lists it, same default),
 # the loop's self-play gold model (issue 19)
 ADDED_SECTIONS = {"pipeline": ("grpo",), "loop": ("simulated.self_play",)}
+# keys added since, per command: the RL trainers' `fsdp` (issue 21)
+ADDED_KEYS = {
+    "ppo": ("fsdp",),
+    "grpo": ("fsdp",),
+    "rloo": ("fsdp",),
+    "pipeline": ("ppo.fsdp",),
+    "loop": ("ppo.fsdp", "grpo.fsdp"),
+}
 CHANGED_TYPES = {"pipeline": {"stages"}}
 
 KEY_LINE = re.compile(r"^  (?P<key>[\w.]+) \((?P<rest>.*)\)$")
@@ -93,6 +101,9 @@ def test_help_keys_match_the_snapshot_but_for_the_sampling_section(name):
     sections = ADDED_SECTIONS.get(name, ())
     added += [k for k, *_ in new if any(k == s or k.startswith(f"{s}.") for s in sections)]
     assert all(any(k == s for k in added) for s in sections)
+    keys = ADDED_KEYS.get(name, ())
+    assert set(keys) <= {k for k, *_ in new}
+    added += keys
     new = [entry for entry in new if entry[0] not in added]
     changed = CHANGED_TYPES.get(name, set())
     old = [(k, "*" if k in changed else tp, d) for k, tp, d in old]
