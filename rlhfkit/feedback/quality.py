@@ -196,7 +196,7 @@ def quality_lines(quality: dict[str, Any] | None) -> list[str]:
             f"{_num(row['median_seconds'], 1):>10}"
             f"{_num(majority['rate']):>7} of {majority['judgements']:<4}"
             f"{_num(control['accuracy']):>7} of {control['judgements']:<4}"
-            f"{_num(row['position_bias']['rate']):>11}  {'FLAGGED' if row['flagged'] else ''}"
+            f"{_num(row['position_bias']['rate']):>11}  {'FLAGGED' if row['flagged'] else ''}".rstrip()
         )
     return lines
 
