@@ -20,7 +20,9 @@ How controls are served (`rlhfkit.feedback.queue.Queue.next_task`), by ``project
 A control looks exactly like any other item to the annotator: the same task JSON (`api.task_json`
 sends no kind, original labels or metadata), its own random left-to-right order, and the same progress
 counts (`available_to`: the controls not yet given count as items left while ordinary work remains, so
-"left" drops by one for every label, control or not).
+"left" drops by one for every label, control or not). One hint remains: the task's ``item_id`` is the
+item's database id, and controls loaded in a batch of their own are numbered apart from the items around
+them (opaque per-assignment ids in the annotator API would close it).
 """
 
 from __future__ import annotations
