@@ -43,8 +43,9 @@ class UnpairedLogps(NamedTuple):
     """Summed log-probabilities of a batch of unpaired examples, each ``(B,)``.
 
     ``policy`` / ``reference``: of each example's own completion y_b given its prompt x_b.
-    ``kl_policy`` / ``kl_reference``: of a mismatched completion y'_b given x_b (a completion written for
-    another prompt), the rows that estimate the reference point z0.
+    ``kl_policy`` / ``kl_reference``: ``(M,)``, of mismatched completions (y' given an x it was not
+    written for), the rows that estimate the reference point z0: usually one per example (M = B), or
+    those of a whole multi-process batch.
     ``desirable``: ``(B,)`` bool, True for a desirable example, False for an undesirable one.
     """
 
@@ -111,15 +112,19 @@ def kto_loss(x: UnpairedLogps, p: KTOParams) -> tuple[torch.Tensor, Metrics]:
         ``undesirable_logps`` (means of the policy's summed log-probabilities), ``desirable_share``.
 
     Raises:
-        ValueError: a bad parameter, an empty batch, or tensors that are not all ``(B,)``.
+        ValueError: a bad parameter, an empty batch, or mis-shaped tensors (``reference`` and
+            ``desirable`` must match ``policy``, ``kl_reference`` must match ``kl_policy``).
     """
     check_params(p)
-    if x.policy.dim() != 1 or x.policy.numel() == 0:
-        raise ValueError(f"policy must be a non-empty (B,) tensor, got shape {tuple(x.policy.shape)}")
-    for name in ("reference", "kl_policy", "kl_reference", "desirable"):
-        if getattr(x, name).shape != x.policy.shape:
-            shape = tuple(getattr(x, name).shape)
-            raise ValueError(f"{name} {shape} must match policy {tuple(x.policy.shape)}")
+    for name in ("policy", "kl_policy"):
+        if getattr(x, name).dim() != 1 or getattr(x, name).numel() == 0:
+            raise ValueError(
+                f"{name} must be a non-empty 1-d tensor, got shape {tuple(getattr(x, name).shape)}"
+            )
+    for name, like in (("reference", "policy"), ("desirable", "policy"), ("kl_reference", "kl_policy")):
+        if getattr(x, name).shape != getattr(x, like).shape:
+            shapes = tuple(getattr(x, name).shape), tuple(getattr(x, like).shape)
+            raise ValueError(f"{name} {shapes[0]} must match {like} {shapes[1]}")
     desirable = x.desirable.to(torch.bool)  # (B,)
     z0 = kl_reference_point(x.kl_policy, x.kl_reference)  # ()
     r = x.policy - x.reference  # (B,)

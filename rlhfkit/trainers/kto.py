@@ -203,7 +203,12 @@ def train_kto(cfg: KTOConfig) -> dict:
 
     # --- train: example rows with gradients, mismatched rows without
     def step_loss(x: PairLogps, indices):
-        return kto_loss(_unpaired(x, labels[list(indices)]), cfg.params())
+        u = _unpaired(x, labels[list(indices)])
+        if world > 1:  # z0 from the whole global batch's mismatched rows, as one process would have it
+            u = u._replace(
+                kl_policy=accelerator.gather(u.kl_policy), kl_reference=accelerator.gather(u.kl_reference)
+            )
+        return kto_loss(u, cfg.params())
 
     train_pair_steps(run, cfg, accelerator, items, pad_id, step_loss, "kto", "kl", second_grad=False)
 

@@ -1,5 +1,5 @@
-"""Two CPU processes (gloo, via torchrun): SFT, reward and DPO train exactly like one process with twice
-the batch; PPO, GRPO and RLOO run and write one set of outputs."""
+"""Two CPU processes (gloo, via torchrun): SFT, reward, DPO and KTO train exactly like one process with
+twice the batch; PPO, GRPO and RLOO run and write one set of outputs."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ CASES = {
     "sft": ("model", "tiny_policy_dir", ["lr=1e-3", "eval_examples=2"], 2),
     "reward": ("model", "tiny_reward_dir", ["lr=1e-3", "normalize=false", "eval_batch_size=4"], 2),
     "dpo": ("policy", "tiny_policy_dir", ["lr=1e-3", "eval_pairs=2"], 2),
+    "kto": ("policy", "tiny_policy_dir", ["lr=1e-3", "eval_examples=2"], 2),
 }
 
 

@@ -135,9 +135,8 @@ def test_hh_kto_takes_apart_the_pairs_dpo_trains_on():
     dpo = _load(DPO)
     assert cfg.policy == dpo.policy and cfg.data == dpo.data  # the SFT model; the proxy's half, same split
     assert cfg.data.format == "hh" and cfg.reference == "precomputed"
-    assert (
-        cfg.batch_size * cfg.max_steps == 2 * dpo.batch_size * dpo.max_steps
-    )  # the pairs DPO touches, apart
+    # at most the pairs DPO touches, taken apart (two examples a pair)
+    assert cfg.batch_size * cfg.max_steps <= 2 * dpo.batch_size * dpo.max_steps
     assert cfg.desirable_weight == cfg.undesirable_weight  # n_D = n_U: the paper's ratio 1
     assert Path(cfg.output_dir).parent == Path(dpo.output_dir).parent
     with pytest.raises(ConfigError, match="did you mean 'undesirable_weight'"):

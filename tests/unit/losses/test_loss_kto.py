@@ -60,6 +60,19 @@ def test_reference_point_is_clamped_at_zero():
     assert metrics["kl"].item() == 0.0
 
 
+def test_reference_point_may_come_from_a_whole_multi_process_batch():
+    # this process's mismatched log-ratios [1, 0, 1, -1] and another's [3, 0, 0, 0]: z0 = 4 / 8 = 0.5
+    kl_policy = torch.cat([BATCH.kl_policy, torch.tensor([-1.0, -2.0, -2.0, -2.0])])
+    kl_reference = torch.cat([BATCH.kl_reference, torch.tensor([-4.0, -2.0, -2.0, -2.0])])
+    loss, metrics = kto_loss(
+        BATCH._replace(kl_policy=kl_policy, kl_reference=kl_reference), KTOParams(beta=1.0)
+    )
+    assert metrics["kl"].item() == pytest.approx(0.5)
+    # r = [1, -1, -1, 0]: b0 1 - sigmoid(0.5) = 0.377541, b1 1 - sigmoid(-1.5) = 0.817574,
+    # b2 1 - sigmoid(1.5) = 0.182426, b3 1 - sigmoid(0.5) = 0.377541; mean 1.755081 / 4 = 0.438770
+    assert loss.item() == pytest.approx(0.438770, abs=1e-6)
+
+
 def test_gradients_push_desirable_up_undesirable_down_and_skip_the_reference_point():
     policy = BATCH.policy.clone().requires_grad_(True)
     kl_policy = BATCH.kl_policy.clone().requires_grad_(True)
@@ -88,6 +101,8 @@ def test_bad_inputs_are_rejected():
         kto_loss(BATCH, KTOParams(undesirable_weight=-1.0))
     with pytest.raises(ValueError, match="kl_reference"):
         kto_loss(BATCH._replace(kl_reference=torch.zeros(3)), KTOParams())
+    with pytest.raises(ValueError, match="desirable"):
+        kto_loss(BATCH._replace(desirable=torch.tensor([True])), KTOParams())
     with pytest.raises(ValueError, match="non-empty"):
         empty = torch.zeros(0)
         kto_loss(UnpairedLogps(empty, empty, empty, empty, empty.bool()), KTOParams())
