@@ -57,7 +57,11 @@ class GenerateConfig:
     output: str = option(
         "runs/items.jsonl", "the item records (JSONL) to write; `rlhfkit annotate load` reads it"
     )
-    k: int = option(2, "responses per prompt (an item needs at least 2)")
+    k: int = option(
+        2,
+        "responses per prompt: 2 or more for a comparison item; 1 for a rating item (load those with "
+        "`annotate load --question thumbs|likert`)",
+    )
     sampling: SamplingConfig = option(
         SamplingConfig(max_prompt_length=512, max_new_tokens=128, temperature=0.8),
         "how responses are sampled (temperature > 0: K greedy samples would be equal)",
@@ -69,11 +73,11 @@ class GenerateConfig:
     skip_invalid: bool = option(False, "count and report bad prompt records instead of stopping at the first")
 
     def __post_init__(self):
-        if self.k < 2:
-            raise ValueError(f"an item needs at least 2 responses; got k={self.k}")
+        if self.k < 1:
+            raise ValueError(f"an item needs at least 1 response (2 to compare); got k={self.k}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be at least 1; got {self.batch_size}")
-        if self.sampling.temperature <= 0:
+        if self.sampling.temperature <= 0 and self.k > 1:
             raise ValueError(
                 "sampling.temperature must be > 0: greedy decoding would give K identical responses"
             )

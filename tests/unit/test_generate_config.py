@@ -18,7 +18,7 @@ def test_a_partial_sampling_override_keeps_the_commands_defaults():
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("k=1", "at least 2 responses"),
+        ("k=0", "at least 1 response"),
         ("sampling.temperature=0", "K identical responses"),
         ("batch_size=0", "batch_size"),
         ("limit=0", "limit"),
@@ -28,3 +28,8 @@ def test_a_partial_sampling_override_keeps_the_commands_defaults():
 def test_bad_values_are_refused(override, message):
     with pytest.raises(ConfigError, match=message):
         load_config(GenerateConfig, None, [override])
+
+
+def test_one_response_per_prompt_is_a_rating_batch_and_may_be_greedy():
+    cfg = load_config(GenerateConfig, None, ["k=1", "sampling.temperature=0"])
+    assert (cfg.k, cfg.sampling.temperature) == (1, 0)
