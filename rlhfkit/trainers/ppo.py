@@ -338,15 +338,13 @@ def train_ppo(cfg: PPOConfig, reward_fn: RewardFn | None = None) -> dict:
                 )
                 check_finite(step, policy_loss=pg_loss, value_loss=vf_loss)
                 if warmup:  # the value function alone (a shared head reads detached hidden states)
-                    _step(accelerator, vf_loss, value_ddp.parameters(), warmup_opt, cfg.max_grad_norm)
+                    _step(accelerator, vf_loss, [value_ddp], warmup_opt, cfg.max_grad_norm)
                 elif joint:  # one trunk: one backward of both losses
-                    trained = [*policy_ddp.parameters(), *value_ddp.parameters()]
-                    _step(
-                        accelerator, pg_loss + cfg.vf_coef * vf_loss, trained, policy_opt, cfg.max_grad_norm
-                    )
+                    joint_loss = pg_loss + cfg.vf_coef * vf_loss
+                    _step(accelerator, joint_loss, [policy_ddp, value_ddp], policy_opt, cfg.max_grad_norm)
                 else:
-                    _step(accelerator, pg_loss, policy_ddp.parameters(), policy_opt, cfg.max_grad_norm)
-                    _step(accelerator, vf_loss, value_ddp.parameters(), value_opt, cfg.max_grad_norm)
+                    _step(accelerator, pg_loss, [policy_ddp], policy_opt, cfg.max_grad_norm)
+                    _step(accelerator, vf_loss, [value_ddp], value_opt, cfg.max_grad_norm)
                 for key, val in {
                     "policy_loss": pg_loss,
                     "value_loss": vf_loss,
@@ -404,8 +402,12 @@ def _fused_first_update(cfg: PPOConfig) -> bool:
     return cfg.mini_batch_size == cfg.batch_size
 
 
-def _step(accelerator, loss: torch.Tensor, params, optimizer, max_norm: float) -> None:
-    accelerator.backward(loss)  # DDP averages the gradients over processes
-    accelerator.clip_grad_norm_(list(params), max_norm)
+def _step(accelerator, loss: torch.Tensor, models: list[torch.nn.Module], optimizer, max_norm: float) -> None:
+    """Backward ``loss``, clip the gradients of ``models`` together to ``max_norm``, step ``optimizer``."""
+    accelerator.backward(loss)  # DDP averages the gradients over processes (FSDP: reduce-scatters them)
+    # the parameters are read after the backward: until then a sharded model exposes its gathered
+    # weights in place of its shards, whose gradients are the ones the optimizer steps with
+    params = [p for model in models for p in model.parameters()]
+    accelerator.clip_grad_norm_(params, max_norm)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)

@@ -24,6 +24,7 @@ reference is the base under it).
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -53,9 +54,15 @@ def use_fsdp(cfg, accelerator: Accelerator) -> bool:
     than one process (one process has nothing to shard over: a note is printed and the run goes on).
 
     Raises:
-        ValueError: FSDP is asked for together with LoRA (``cfg.lora``).
+        ValueError: FSDP is asked for together with LoRA (``cfg.lora``); or the run was launched with a
+            DeepSpeed config (``ACCELERATE_USE_DEEPSPEED=true``), under which the RL trainers do not run.
     """
-    wanted = cfg.fsdp or os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
+    if _env_flag("ACCELERATE_USE_DEEPSPEED"):
+        raise ValueError(
+            "PPO, GRPO and RLOO do not run under DeepSpeed (sampling needs the policy's whole weights, and "
+            "PPO trains two models): launch with configs/accelerate/fsdp.yaml, or multi_gpu.yaml (DDP)"
+        )
+    wanted = cfg.fsdp or _env_flag("ACCELERATE_USE_FSDP")
     if not wanted:
         return False
     if cfg.lora.enabled:
@@ -75,10 +82,15 @@ def use_fsdp(cfg, accelerator: Accelerator) -> bool:
     return True
 
 
+def _env_flag(name: str, default: str = "false") -> bool:
+    """Whether environment variable ``name`` (as ``accelerate launch`` sets them) is ``true``."""
+    return os.environ.get(name, default).lower() == "true"
+
+
 def _reshard_after_forward() -> bool:
     """Whether a block frees its gathered weights after its forward (the accelerate config's
     ``fsdp_reshard_after_forward``, default true): less memory, one more all-gather in the backward."""
-    return os.environ.get("FSDP_RESHARD_AFTER_FORWARD", "true").lower() == "true"
+    return _env_flag("FSDP_RESHARD_AFTER_FORWARD", "true")
 
 
 def _blocks(model: nn.Module) -> list[nn.Module]:
@@ -96,8 +108,14 @@ def shard_model(model: nn.Module, accelerator: Accelerator) -> nn.Module:
     Parameters become ``DTensor`` shards, so an optimizer must be made after this call.
 
     The root unit keeps its weights gathered from the forward to the backward (they are needed first in
-    the backward), as ``fully_shard`` does for a root by default.
+    the backward), as ``fully_shard`` does for a root by default. While a unit's weights are gathered
+    the model's ``parameters()`` are those gathered tensors, not the shards the optimizer holds: read
+    them for gradient clipping after the backward, never before it.
     """
+    # FSDP2 warns when a unit returns a view (the policy's hidden states, the value head's values): an
+    # in-place op on it would skip the unit's pre-backward hook. rlhfkit makes none (a test checks the
+    # sharded updates against DDP's, the value head included), so the warning only alarms.
+    warnings.filterwarnings("ignore", message=r"FSDP2-wrapped module .* returned a view tensor")
     mesh = init_device_mesh(accelerator.device.type, (accelerator.num_processes,))
     reshard = _reshard_after_forward()
     for block in _blocks(model):

@@ -14,10 +14,11 @@ from launchers import launch, metric_rows
 from safetensors.torch import load_file
 
 RL = ["batch_size=2", "sampling.max_new_tokens=6", "lr=1e-3", "threads=1"]
-CASES = {
-    "ppo": ["mini_batch_size=1", "ppo_epochs=1", "policy_loss"],
-    "grpo": ["group_size=2", "mini_batch_size=2", "loss"],
-    "rloo": ["group_size=2", "mini_batch_size=2", "loss"],
+CASES = {  # name: command, its keys, the loss logged
+    "ppo": ("ppo", ["mini_batch_size=1", "ppo_epochs=1"], "policy_loss"),
+    "ppo-shared-head": ("ppo", ["mini_batch_size=2", "shared_value_head=true"], "policy_loss"),
+    "grpo": ("grpo", ["group_size=2", "mini_batch_size=2"], "loss"),
+    "rloo": ("rloo", ["group_size=2", "mini_batch_size=2", "gradient_checkpointing=true"], "loss"),
 }
 SHARDED = "[rlhfkit] fsdp: the policy"
 
@@ -31,17 +32,18 @@ def _reward(name: str, reward_dir) -> list[str]:
 @pytest.mark.parametrize("name", list(CASES))
 def test_rl_trainers_train_sharded(name, tiny_policy_dir, tiny_reward_dir, toy_preferences, tmp_path):
     """Two steps each; GRPO goes through the shipped ``configs/accelerate/fsdp.yaml`` (which asks for FSDP
-    through the environment), the others through ``fsdp=true`` under torchrun."""
+    through the environment), the others through ``fsdp=true`` under torchrun. PPO with a value head on
+    the policy shards the head too (one loss, one optimizer for both); RLOO recomputes activations."""
     from transformers import AutoModelForCausalLM
 
-    *extra, loss_key = CASES[name]
+    command, extra, loss_key = CASES[name]
     out = tmp_path / name
     args = [f"policy={tiny_policy_dir}", f"data.path={toy_preferences}", f"output_dir={out}"]
-    args += [*_reward(name, tiny_reward_dir), *RL, *extra, "steps=2", "checkpoint.every=2"]
-    if name == "grpo":
-        proc = launch([name, *args], tmp_path, accelerate_config="fsdp.yaml")
+    args += [*_reward(command, tiny_reward_dir), *RL, *extra, "steps=2", "checkpoint.every=2"]
+    if command == "grpo":
+        proc = launch([command, *args], tmp_path, accelerate_config="fsdp.yaml")
     else:
-        proc = launch([name, *args, "fsdp=true"], tmp_path)
+        proc = launch([command, *args, "fsdp=true"], tmp_path)
     assert SHARDED in proc.stdout + proc.stderr
 
     rows = metric_rows(out)
@@ -59,9 +61,13 @@ def test_rl_trainers_train_sharded(name, tiny_policy_dir, tiny_reward_dir, toy_p
     state = torch.load(out / "checkpoints" / "step-00000002" / "state.pt", weights_only=False)
     policy = state["objects"]["policy"]
     assert {k: v.shape for k, v in policy.items()} == {k: v.shape for k, v in initial.state_dict().items()}
-    optimizer = state["objects"]["policy_opt" if name == "ppo" else "optimizer"]["state"]
-    assert {k: v["exp_avg"].shape for k, v in optimizer.items()} == {
-        k: p.shape for k, p in initial.named_parameters()
+    optimizer = state["objects"]["policy_opt" if command == "ppo" else "optimizer"]["state"]
+    expected = {k: p.shape for k, p in initial.named_parameters()}
+    if name == "ppo-shared-head":  # the policy's and the head's parameters, in one optimizer
+        expected = {f"0.{k}": v for k, v in expected.items()}
+        expected |= {"1.linear.weight": (1, initial.config.hidden_size), "1.linear.bias": (1,)}
+    assert {k: tuple(v["exp_avg"].shape) for k, v in optimizer.items()} == {
+        k: tuple(v) for k, v in expected.items()
     }
 
 
@@ -76,21 +82,24 @@ def _ppo_args(policy_dir, reward_dir, data, out) -> list[str]:
     ]
 
 
+@pytest.mark.parametrize("value", ["value-model", "shared-head"])
 def test_one_sharded_ppo_step_equals_one_under_ddp(
-    tiny_policy_dir, tiny_reward_dir, toy_preferences, tmp_path
+    value, tiny_policy_dir, tiny_reward_dir, toy_preferences, tmp_path
 ):
     """One rollout of 2 prompts per process, then 2 epochs of 2 minibatches: 4 updates of the policy and of
-    the value model. Both runs sample from the same weights with the same generators, and the worker
-    records what they sampled, so they are shown to train on the same responses; the updates then agree
-    to float rounding (FSDP reduce-scatters where DDP all-reduces, and runs the forward padding-free)."""
+    the value model (or of the policy with its value head, one joint loss). Both runs sample from the same
+    weights with the same generators, and the worker records what they sampled, so they are shown to
+    train on the same responses; the updates then agree to float rounding (FSDP reduce-scatters where
+    DDP all-reduces, and runs the forward padding-free)."""
     worker = Path(__file__).with_name("ppo_recording_worker.py")
+    keys = ["steps=1", "mini_batch_size=1", "ppo_epochs=2"]
+    if value == "shared-head":
+        keys.append("shared_value_head=true")
     runs = {}
     for mode in ("false", "true"):
         out = tmp_path / f"fsdp-{mode}"
         args = _ppo_args(tiny_policy_dir, tiny_reward_dir, toy_preferences, out)
-        launch(
-            [*args, "steps=1", "mini_batch_size=1", "ppo_epochs=2", f"fsdp={mode}"], tmp_path, script=worker
-        )
+        launch([*args, *keys, f"fsdp={mode}"], tmp_path, script=worker)
         runs[mode] = out
     ddp, fsdp = runs["false"], runs["true"]
     for rank in (0, 1):
