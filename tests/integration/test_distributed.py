@@ -1,5 +1,7 @@
 """Two CPU processes (gloo, via torchrun): SFT, reward, DPO and KTO train exactly like one process with
-twice the batch; PPO, GRPO and RLOO run and write one set of outputs."""
+twice the batch; PPO, GRPO and RLOO run and write one set of outputs. SFT starts through the shipped
+``configs/accelerate/multi_gpu.yaml`` (``accelerate launch --num_processes 2``: on a CPU, DDP over
+gloo)."""
 
 from __future__ import annotations
 
@@ -30,6 +32,9 @@ CASES = {
 }
 
 
+LAUNCHER_CONFIGS = {"sft": "multi_gpu.yaml"}
+
+
 @pytest.mark.parametrize("name", list(CASES))
 def test_two_processes_equal_one_with_the_global_batch(name, request, toy_preferences, tmp_path):
     key, fixture, extra, batch = CASES[name]
@@ -37,7 +42,8 @@ def test_two_processes_equal_one_with_the_global_batch(name, request, toy_prefer
     common = [f"{key}={model}", f"data.path={toy_preferences}", f"max_steps={STEPS}", "threads=1", *extra]
     one, two = tmp_path / "one", tmp_path / "two"
     assert main([name, *common, f"output_dir={one}", f"batch_size={2 * batch}"]) == 0
-    launch([name, *common, f"output_dir={two}", f"batch_size={batch}"], tmp_path)
+    args = [name, *common, f"output_dir={two}", f"batch_size={batch}"]
+    launch(args, tmp_path, accelerate_config=LAUNCHER_CONFIGS.get(name))
 
     # the one-process run is padding-free (and micro-batched for the reward model); under DDP each rank
     # pads its batch (one forward per backward). The two agree to float rounding, which three AdamW steps
