@@ -178,6 +178,12 @@ def worker(args: list[str], result: Path) -> None:
 
 
 def run(folder: Path, fsdp: bool, steps: int) -> list[dict]:
+    """The PPO run on the models in ``folder`` under ``torchrun`` (2 processes), DDP or FSDP: what every
+    process measured, in process order.
+
+    Raises:
+        RuntimeError: the run failed (with the end of its output).
+    """
     out = folder / f"run-fsdp-{str(fsdp).lower()}"
     args = [
         f"policy={folder / 'policy'}",
@@ -200,7 +206,9 @@ def run(folder: Path, fsdp: bool, steps: int) -> list[dict]:
     env["MALLOC_MMAP_THRESHOLD_"] = str(64 * 1024)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
     cmd += [__file__, "--worker", str(result), *args]
-    subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if proc.returncode:
+        raise RuntimeError(f"the {'FSDP' if fsdp else 'DDP'} run failed:\n{proc.stderr[-4000:]}")
     return [json.loads(result.with_name(f"{result.stem}-rank{r}.json").read_text()) for r in (0, 1)]
 
 

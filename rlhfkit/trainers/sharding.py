@@ -18,7 +18,7 @@ CPU and GPU is the one the CPU tests check. What it does:
 
 The reference and reward models are never trained: every process keeps its own full, frozen copy
 (replicated, outside any optimizer). LoRA runs stay on DDP (their trained adapter is small, and the
-reference is the base under it).
+reference is the base under it); a DeepSpeed launch is refused (the RL trainers are not built for it).
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def use_fsdp(cfg, accelerator: Accelerator) -> bool:
 
     Raises:
         ValueError: FSDP is asked for together with LoRA (``cfg.lora``); or the run was launched with a
-            DeepSpeed config (``ACCELERATE_USE_DEEPSPEED=true``), under which the RL trainers do not run.
+            DeepSpeed config (``ACCELERATE_USE_DEEPSPEED=true``), which the RL trainers do not support.
     """
     if _env_flag("ACCELERATE_USE_DEEPSPEED"):
         raise ValueError(

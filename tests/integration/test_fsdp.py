@@ -18,7 +18,17 @@ CASES = {  # name: command, its keys, the loss logged
     "ppo": ("ppo", ["mini_batch_size=1", "ppo_epochs=1"], "policy_loss"),
     "ppo-shared-head": ("ppo", ["mini_batch_size=2", "shared_value_head=true"], "policy_loss"),
     "grpo": ("grpo", ["group_size=2", "mini_batch_size=2"], "loss"),
-    "rloo": ("rloo", ["group_size=2", "mini_batch_size=2", "gradient_checkpointing=true"], "loss"),
+    "rloo": (
+        "rloo",
+        [
+            "group_size=2",
+            "mini_batch_size=2",
+            "gradient_checkpointing=true",
+            "kl_coef=0",
+            "reward_norm_samples=4",
+        ],
+        "loss",
+    ),
 }
 SHARDED = "[rlhfkit] fsdp: the policy"
 
@@ -33,7 +43,8 @@ def _reward(name: str, reward_dir) -> list[str]:
 def test_rl_trainers_train_sharded(name, tiny_policy_dir, tiny_reward_dir, toy_preferences, tmp_path):
     """Two steps each; GRPO goes through the shipped ``configs/accelerate/fsdp.yaml`` (which asks for FSDP
     through the environment), the others through ``fsdp=true`` under torchrun. PPO with a value head on
-    the policy shards the head too (one loss, one optimizer for both); RLOO recomputes activations."""
+    the policy shards the head too (one loss, one optimizer for both); RLOO recomputes activations, and
+    with no KL term (no reference loaded) normalises its reward on samples of the sharded policy."""
     from transformers import AutoModelForCausalLM
 
     command, extra, loss_key = CASES[name]
@@ -45,6 +56,8 @@ def test_rl_trainers_train_sharded(name, tiny_policy_dir, tiny_reward_dir, toy_p
     else:
         proc = launch([command, *args, "fsdp=true"], tmp_path)
     assert SHARDED in proc.stdout + proc.stderr
+    if name == "rloo":
+        assert "reward normalised on 4 reference responses" in proc.stdout
 
     rows = metric_rows(out)
     assert [r["step"] for r in rows] == [1, 2]
