@@ -3,7 +3,7 @@
 
 ``rlhfkit report RUN_DIR --feedback-project P [--feedback-db URL]`` reads project P's evaluation items
 and labels and computes what ``rlhfkit annotate stats`` shows (`rlhfkit.feedback.evaluation`). Per
-policy, the table's rows are the humans, then each reward-model judge on exactly the items the humans
+policy, the table's rows are the annotators, then each reward-model judge on exactly the items they
 labelled (its agreement with them beside it), then each judge of the run's ``rlhfkit eval`` stages on
 all of that stage's held-out prompts, where the stage compared the same policy with the same baseline:
 human and model judgements side by side, on the same items and on the whole held-out set.
@@ -26,7 +26,7 @@ HEADER = (
     "W / T / X / L",
     "tie share",
     "both-bad share",
-    "agreement with humans [95% CI]",
+    "agreement with annotators [95% CI]",
 )
 
 
@@ -74,7 +74,7 @@ def human_rows(human: HumanEvaluation, run: Run | None = None) -> list[list]:
         rows.append(
             [
                 policy,
-                "humans",
+                "annotators",
                 row["items_labelled"],
                 (row["win_rate"], row["ci95"]),
                 _counts(row["policy_wins"], row["ties"], row["both_bad"], row["baseline_wins"]),
@@ -84,7 +84,7 @@ def human_rows(human: HumanEvaluation, run: Run | None = None) -> list[list]:
             ]
         )
         for judge, j in row["judges"].items():
-            agree = j["agreement_with_humans"]
+            agree = j["agreement_with_annotators"]
             rows.append(
                 [
                     policy,
@@ -143,7 +143,7 @@ def human_notes(human: HumanEvaluation) -> list[str]:
     notes.append(
         "Win rate: the policy's response preferred 1, the baseline's 0, tie and both bad 1/2 each "
         "(W / T / X / L: policy wins, ties, both bad, baseline wins). Intervals: bootstrap over the items; "
-        "agreement with humans (over the strict labels of items the judge scored apart) and position "
+        "agreement with annotators (over the strict labels of items the judge scored apart) and position "
         "bias: Wilson."
     )
     return notes

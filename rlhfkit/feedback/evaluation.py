@@ -18,8 +18,8 @@ B, "policy": P}}`` and each response's meta names its ``policy`` and holds its j
   interval.
 - Per **judge** (a key of the responses' ``scores``), on exactly the labelled items it scored: its win
   rate of the policy over the baseline (higher score wins, equal scores count half; 95% bootstrap
-  interval over items, `rlhfkit.stats.win_rate`), and its **agreement with the humans**: over the strict
-  labels of items the judge scored apart, the share in which the human picked the response the judge
+  interval over items, `rlhfkit.stats.win_rate`), and its **agreement with the annotators**: over the strict
+  labels of items the judge scored apart, the share in which the annotator picked the response the judge
   scored higher, with a 95% Wilson interval (labels of one item are not independent draws: a guide).
 
 An item whose meta says ``evaluation`` but whose two responses do not name its baseline and policy is
@@ -91,7 +91,7 @@ def _share(successes: int, n: int) -> dict:
 
 
 def _judge_row(judge: str, labelled: list[tuple[ItemView, int, list[str]]], n_boot: int, seed: int) -> dict:
-    """One judge's verdict on the labelled items it scored, and its agreement with the humans' labels."""
+    """One judge's verdict on the labelled items it scored, and its agreement with the annotators' labels."""
     policy_scores, baseline_scores, agree, strict = [], [], 0, 0
     for item, position, outcomes in labelled:
         scores = [(r.meta or {}).get("scores", {}).get(judge) for r in item.responses]
@@ -112,7 +112,7 @@ def _judge_row(judge: str, labelled: list[tuple[ItemView, int, list[str]]], n_bo
         row.update(
             win_rate=won.rate, ci95=[won.low, won.high], wins=won.wins, ties=won.ties, losses=won.losses
         )
-    row["agreement_with_humans"] = _share(agree, strict)
+    row["agreement_with_annotators"] = _share(agree, strict)
     return row
 
 
@@ -175,7 +175,7 @@ def evaluation_stats(
         "policy_wins", "baseline_wins", "ties", "both_bad", "win_rate", "ci95": [low, high],
         "tie_share", "both_bad_share", "agreement": {"items", "pairwise", "alpha"}, "position_bias":
         {"n", "successes", "rate", "ci95"}, "judges": {name: {"items", "win_rate", "ci95", "wins",
-        "ties", "losses", "agreement_with_humans": {"n", "successes", "rate", "ci95"}}}}``; rates and
+        "ties", "losses", "agreement_with_annotators": {"n", "successes", "rate", "ci95"}}}}``; rates and
         intervals are None where nothing was labelled (or, for shares, nothing strict).
     """
     by_item: dict[int, list[AnnotationView]] = defaultdict(list)
@@ -218,12 +218,12 @@ def evaluation_lines(stats: dict) -> list[str]:
             f"blind evaluation, {row['policy']} vs {row['baseline']}: {row['items']} items, "
             f"{row['items_labelled']} labelled, {row['labels']} labels",
             f"  {'judge':<12}{'items':>6}  {'policy win rate [95% CI]':<26}{'W/T/X/L':>14}{'ties':>7}"
-            f"{'both bad':>9}  agreement with humans [95% CI]",
-            f"  {'humans':<12}{row['items_labelled']:>6}  {_interval(row['win_rate'], row['ci95']):<26}"
+            f"{'both bad':>9}  agreement with annotators [95% CI]",
+            f"  {'annotators':<12}{row['items_labelled']:>6}  {_interval(row['win_rate'], row['ci95']):<26}"
             f"{counts:>14}{_num(row['tie_share']):>7}{_num(row['both_bad_share']):>9}",
         ]
         for judge, j in row["judges"].items():
-            agree = j["agreement_with_humans"]
+            agree = j["agreement_with_annotators"]
             verdicts = f"{j['wins']}/{j['ties']}/-/{j['losses']}"
             lines.append(
                 f"  {judge[:11]:<12}{j['items']:>6}  {_interval(j['win_rate'], j['ci95']):<26}"
@@ -239,7 +239,7 @@ def evaluation_lines(stats: dict) -> list[str]:
         lines += [
             "  (win rate: ties and both-bad count half; W/T/X/L: policy wins, ties, both bad, baseline wins;",
             "  95% intervals: win rates a bootstrap over the labelled items (a judge's: those it scored);",
-            "  agreement with humans and position bias: Wilson, over strict labels)",
+            "  agreement with annotators and position bias: Wilson, over strict labels)",
         ]
     if stats["unreadable_items"]:
         shown = ", ".join(stats["unreadable_items"][:5])

@@ -92,7 +92,7 @@ def test_evaluate_loads_blind_items_with_judge_scores(
     assert [(r["policy"], r["labels"], r["ties"]) for r in rows] == [("ppo", 10, 5), ("dpo", 10, 5)]
     for row in rows:
         assert row["judges"]["reward"]["ties"] == 5  # equal responses, equal scores
-        assert row["judges"]["reward"]["agreement_with_humans"]["n"] == 0  # the judge picks no side
+        assert row["judges"]["reward"]["agreement_with_annotators"]["n"] == 0  # the judge picks no side
         assert row["position_bias"] == {
             "n": 5,
             "successes": 5,

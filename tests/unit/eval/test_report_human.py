@@ -104,7 +104,7 @@ def test_the_report_holds_human_and_model_judgements_in_one_table(tmp_path, caps
     assert "Human evaluation: feedback project blind" in page.text
     rows = {tuple(r[:2]): r for r in page.rows if r and r[0] == "ppo vs sft"}
     # humans: 3 policy wins and a tie of 4 labels -> (3 + 0.5) / 4; the tie share 1 / 4
-    humans = rows[("ppo vs sft", "humans")]
+    humans = rows[("ppo vs sft", "annotators")]
     assert (
         humans[2] == "4"
         and humans[3].startswith("0.875 [")

@@ -113,7 +113,7 @@ def test_position_bias_is_the_share_of_strict_picks_shown_left(stats):
     assert (dpo["position_bias"]["successes"], dpo["position_bias"]["n"]) == (1, 1)
 
 
-def test_each_judge_on_exactly_the_labelled_items_and_its_agreement_with_humans(stats):
+def test_each_judge_on_exactly_the_labelled_items_and_its_agreement_with_annotators(stats):
     ppo, dpo = stats["comparisons"]
     rm, gold = ppo["judges"]["rm"], ppo["judges"]["gold"]
     # rm on items 1-3 (not the unlabelled 4): baseline, baseline, tie -> (0 + 0 + 0.5) / 3
@@ -122,11 +122,11 @@ def test_each_judge_on_exactly_the_labelled_items_and_its_agreement_with_humans(
     # agreement over strict human labels on items rm scored apart: item 1 (rm: baseline) alice and bob
     # picked the policy: 0 of 2; item 2 (rm: baseline) alice picked the baseline: 1 of 1; bob's tie and
     # item 3 (rm tie) are not counted -> 1 of 3
-    agreement = rm["agreement_with_humans"]
+    agreement = rm["agreement_with_annotators"]
     assert (agreement["successes"], agreement["n"]) == (1, 3) and agreement["rate"] == pytest.approx(1 / 3)
     # gold scored item 1 only: the policy, as both humans -> win rate 1, agreement 2 of 2
     assert (gold["items"], gold["win_rate"], gold["ci95"]) == (1, 1.0, [1.0, 1.0])
-    assert (gold["agreement_with_humans"]["successes"], gold["agreement_with_humans"]["n"]) == (2, 2)
+    assert (gold["agreement_with_annotators"]["successes"], gold["agreement_with_annotators"]["n"]) == (2, 2)
     assert dpo["judges"] == {}
 
 
