@@ -28,6 +28,7 @@ listed in ``unreadable_items``, never left out silently. Standard library and :m
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Iterable
 
@@ -63,6 +64,8 @@ def evaluation_positions(item: ItemView) -> tuple[str, str, int] | None:
             "an evaluation item compares two responses and has meta.evaluation {baseline, policy}"
         )
     baseline, policy = evaluation.get("baseline"), evaluation.get("policy")
+    if not isinstance(baseline, str) or not isinstance(policy, str):
+        raise ValueError(f"meta.evaluation names its baseline and policy as strings, not {evaluation!r}")
     names = [(r.meta or {}).get("policy") for r in item.responses]
     if names == [baseline, policy]:
         return baseline, policy, 1
@@ -90,12 +93,25 @@ def _share(successes: int, n: int) -> dict:
     }
 
 
+def response_scores(response) -> dict[str, float]:
+    """A response's judge scores: the finite numbers of its meta's ``scores`` object (anything else, a
+    missing object, a string, NaN, is no score: that judge did not score the item)."""
+    scores = (response.meta or {}).get("scores")
+    if not isinstance(scores, dict):
+        return {}
+    return {
+        str(judge): float(value)
+        for judge, value in scores.items()
+        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    }
+
+
 def _judge_row(judge: str, labelled: list[tuple[ItemView, int, list[str]]], n_boot: int, seed: int) -> dict:
     """One judge's verdict on the labelled items it scored, and its agreement with the annotators' labels."""
     policy_scores, baseline_scores, agree, strict = [], [], 0, 0
     for item, position, outcomes in labelled:
-        scores = [(r.meta or {}).get("scores", {}).get(judge) for r in item.responses]
-        if any(not isinstance(s, int | float) for s in scores):
+        scores = [response_scores(r).get(judge) for r in item.responses]
+        if None in scores:
             continue
         mine, theirs = scores[position], scores[1 - position]
         policy_scores.append(mine)
@@ -157,9 +173,7 @@ def _comparison(baseline: str, policy: str, entries: list, n_boot: int, seed: in
     }
     left = [left_won(a.ranking, a.display_order)[0] for _, _, labels in entries for a in labels if a.ranking]
     row["position_bias"] = _share(sum(left), len(left))
-    judges = sorted(
-        {j for item, _, _ in labelled for r in item.responses for j in (r.meta or {}).get("scores", {})}
-    )
+    judges = sorted({j for item, _, _ in labelled for r in item.responses for j in response_scores(r)})
     row["judges"] = {judge: _judge_row(judge, labelled, n_boot, seed) for judge in judges}
     return row
 

@@ -145,3 +145,29 @@ def test_annotate_stats_shows_the_evaluation_table(stats):
     assert "0.333 [0.061, 0.792] (n=3)" in text  # rm's agreement with the humans
     assert "pairwise 0.500, Krippendorff's alpha 0.400" in text
     assert evaluation_lines({"comparisons": [], "unreadable_items": []}) == []
+
+
+def test_malformed_metadata_is_no_score_and_no_crash():
+    """Items loaded by hand may carry anything in their meta: a score that is not a finite number (or a
+    scores field that is not an object) is no score from that judge; names that are not strings make the
+    item unreadable, listed."""
+    odd = eval_item(1, "ppo", False, {"rm": (0.1, 0.2)})
+    odd.responses[0].meta["scores"]["nan"] = float("nan")
+    odd.responses[1].meta["scores"]["nan"] = 0.5
+    odd.responses[0].meta["scores"]["text"], odd.responses[1].meta["scores"]["text"] = "high", "low"
+    listed = eval_item(2, "ppo", False, {})
+    listed.responses[0].meta["scores"] = [1.0]
+    unhashable = ItemView(
+        3,
+        "lists",
+        "q?",
+        [ResponseRecord("a", {"policy": ["sft"]}), ResponseRecord("b", {"policy": ["ppo"]})],
+        {"evaluation": {"baseline": ["sft"], "policy": ["ppo"]}},
+    )
+    labels = [label(1, "alice", "tie"), label(2, "alice", "tie"), label(3, "alice", "tie")]
+    stats = evaluation_stats([odd, listed, unhashable], labels)
+    (row,) = stats["comparisons"]
+    # "nan" scored one response of item 1 only: listed, with no item; "text" scored none
+    assert {j: r["items"] for j, r in row["judges"].items()} == {"nan": 0, "rm": 1}
+    assert row["judges"]["nan"]["win_rate"] is None
+    assert row["labels"] == 2 and stats["unreadable_items"] == ["lists"]
