@@ -6,11 +6,11 @@ import json
 import math
 
 import pytest
+from launchers import metric_rows
 from transformers import AutoModelForCausalLM
 
 from rlhfkit import cli
 from rlhfkit.config import ConfigError, load_config
-from rlhfkit.data.split import DataConfig
 from rlhfkit.trainers import row_pairs
 from rlhfkit.trainers.kto import KTOConfig, train_kto
 
@@ -45,35 +45,24 @@ def toy_unpaired(tmp_path_factory, toy_preferences):
     return _unpaired_file(tmp_path_factory.mktemp("kto_data") / "kto.jsonl", toy_preferences)
 
 
-def _cfg(policy, data, out, **kw) -> KTOConfig:
-    base = dict(
-        policy=str(policy),
-        output_dir=str(out),
-        data=DataConfig(path=str(data), eval_fraction=0.25),
-        batch_size=8,
-        max_steps=3,
-        lr=1e-3,
-        eval_examples=16,
-        threads=2,
-    )
-    return KTOConfig(**{**base, **kw})
-
-
-def _rows(out) -> list[dict]:
-    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+def _cfg(policy, data, out, *overrides: str) -> KTOConfig:
+    """A small KTO run on a tiny model: 3 steps of 8 examples at lr 1e-3 unless ``overrides`` say."""
+    common = [f"policy={policy}", f"data.path={data}", "data.eval_fraction=0.25", f"output_dir={out}"]
+    steps = ["batch_size=8", "max_steps=3", "lr=1e-3", "eval_examples=16", "threads=2"]
+    return load_config(KTOConfig, overrides=[*common, *steps, *overrides])
 
 
 @pytest.fixture(scope="module")
 def kto_run(tiny_policy_dir, toy_unpaired, tmp_path_factory):
     """20 steps of KTO (precomputed reference, full fine-tuning) at a high learning rate."""
     out = tmp_path_factory.mktemp("kto") / "kto"
-    summary = train_kto(_cfg(tiny_policy_dir, toy_unpaired, out, max_steps=20, eval_examples=None))
+    summary = train_kto(_cfg(tiny_policy_dir, toy_unpaired, out, "max_steps=20", "eval_examples=null"))
     return out, summary
 
 
 def test_kto_lifts_desirable_rewards_above_undesirable_ones(kto_run):
     out, summary = kto_run
-    rows = _rows(out)
+    rows = metric_rows(out)
     assert len(rows) == 20 and STEP_KEYS <= set(rows[0])
     # step 1: the policy is the reference, r = 0 and z0 = 0, so every example's loss is 1 - sigmoid(0)
     assert rows[0]["loss"] == pytest.approx(0.5, abs=1e-4)
@@ -97,8 +86,8 @@ def test_precomputed_and_on_the_fly_reference_agree(tiny_policy_dir, toy_unpaire
     for mode in ("precomputed", "on_the_fly"):
         policy_loads.clear()
         out = tmp_path / mode
-        summary = train_kto(_cfg(tiny_policy_dir, toy_unpaired, out, reference=mode))
-        runs[mode] = (_rows(out), summary, len(policy_loads))
+        summary = train_kto(_cfg(tiny_policy_dir, toy_unpaired, out, f"reference={mode}"))
+        runs[mode] = (metric_rows(out), summary, len(policy_loads))
     (pre, pre_summary, pre_loads), (otf, otf_summary, otf_loads) = runs["precomputed"], runs["on_the_fly"]
     assert (pre_loads, otf_loads) == (1, 2)  # full fine-tuning on the fly holds a frozen copy
     for a, b in zip(pre, otf, strict=True):  # same batches, same partners, same init: the same numbers
@@ -115,7 +104,7 @@ def test_precomputed_and_on_the_fly_reference_agree(tiny_policy_dir, toy_unpaire
 def test_bf16_kto_keeps_float32_weights(tiny_policy_dir, toy_unpaired, tmp_path, autocast_spy):
     autocast_spy.watch(row_pairs, "sequence_logprobs")  # reference, policy, mismatched and eval passes
     out = tmp_path / "kto"
-    summary = train_kto(_cfg(tiny_policy_dir, toy_unpaired, out, bf16=True, max_steps=10))
+    summary = train_kto(_cfg(tiny_policy_dir, toy_unpaired, out, "bf16=true", "max_steps=10"))
     assert summary["train_reward_margin"] > 0
     autocast_spy.check_bf16_run(["sequence_logprobs"], out)
 
@@ -140,14 +129,14 @@ def test_hh_pairs_train_as_unpaired_examples_through_the_cli(tiny_policy_dir, to
     # 58 examples, 29 of them desirable
     assert summary["stage"] == "kto"
     assert (summary["train_examples"], summary["train_desirable"]) == (58, 29)
-    assert len(_rows(out)) == 2
+    assert len(metric_rows(out)) == 2
 
 
 def test_imbalanced_data_reports_the_weight_ratio(tiny_policy_dir, toy_preferences, tmp_path, capsys):
     data = _unpaired_file(
         tmp_path / "imbalanced.jsonl", toy_preferences, keep_undesirable=4
     )  # 64 desirable, 16 undesirable
-    summary = train_kto(_cfg(tiny_policy_dir, data, tmp_path / "out", max_steps=1))
+    summary = train_kto(_cfg(tiny_policy_dir, data, tmp_path / "out", "max_steps=1"))
     # lambda_D n_D / (lambda_U n_U) = 1 * n_D / (1 * n_U), n_D + n_U = 60 training examples (80 - 20 held out)
     n_d = summary["train_desirable"]
     assert summary["train_examples"] == 60
