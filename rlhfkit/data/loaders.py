@@ -202,6 +202,13 @@ def _sft(tldr: TLDROptions) -> Callable[[dict], SFTExample | None]:
                 raise _Invalid("response", "missing field (expected 'response', 'completion' or 'chosen')")
             pair = _preference_any(record, tldr)
             return SFTExample(pair.prompt, pair.chosen)
+        if record.get("label") is not None and record["label"] is not True:
+            # an unpaired (KTO) record: imitating an undesirable completion would train the opposite
+            raise _Invalid(
+                "label",
+                "SFT imitates every completion, and this one is not labelled desirable (label true): train "
+                "KTO on the file (`rlhfkit kto`), or keep only label-true records for SFT",
+            )
         prompt = _prompt(record)
         prefix, text = _response(record, field)
         _check_prefix(field, prefix, prompt)
@@ -310,8 +317,10 @@ def load_sft(
 
     Raises:
         DataError: for a malformed or non-object line, a missing, empty or wrongly typed ``'prompt'`` or
-            response field (``'response'``, ``'completion'`` or ``'chosen'``), or a ``'chosen'`` that is
-            not an HH dialogue (skipped instead if `skip_invalid`); for a file with no (valid) records.
+            response field (``'response'``, ``'completion'`` or ``'chosen'``), a ``'chosen'`` that is
+            not an HH dialogue, or an unpaired (KTO) record whose ``'label'`` is not ``true`` (SFT would
+            imitate an undesirable completion) (skipped instead if `skip_invalid`); for a file with no
+            (valid) records.
         FileNotFoundError: see `read_records`.
     """
     return load_report(path, lambda first: _sft(tldr), skip_invalid, columns=columns)

@@ -108,3 +108,18 @@ def test_mismatched_partners_have_another_prompt_and_cover_every_completion():
     assert len(set(partners)) >= len(examples) - 2  # a shift of a shuffle: (nearly) each serves once
     with pytest.raises(ValueError, match="two different prompts"):
         mismatched_partners(unpaired_examples(pairs[:1]), seed=0)
+
+
+def test_sft_on_a_kto_file_refuses_the_undesirable_completions_and_counts_them_when_skipping(tmp_path):
+    from rlhfkit.data import load_sft
+
+    rows = [
+        {"prompt": "p1", "completion": " good", "label": True},
+        {"prompt": "p2", "completion": " bad", "label": False},
+    ]
+    path = _write(tmp_path, rows)
+    with pytest.raises(DataError, match=r"kto\.jsonl:2.*'label'.*not labelled desirable"):
+        load_sft(path)
+    report = load_sft(path, skip_invalid=True)
+    assert [(r.prompt, r.response) for r in report.records] == [("p1", " good")]
+    assert [(s.line, s.field) for s in report.skipped] == [(2, "label")]
