@@ -239,11 +239,7 @@ function start() {
     $("new-link").textContent = "";
   });
   $("export-form").addEventListener("submit", download);
-  const fromLink = new URLSearchParams(location.hash.slice(1)).get("token");
-  if (fromLink) history.replaceState(null, "", location.pathname);
-  const token = fromLink || sessionStorage.getItem(TOKEN_KEY);
-  if (token) login(token);
-  else logout("");
+  signInAtStart(TOKEN_KEY, login, logout);
 }
 
 start();

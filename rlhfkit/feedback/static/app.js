@@ -398,13 +398,7 @@ function start() {
   $("skip").addEventListener("click", skip);
   setupDrag();
   setupRating();
-
-  // A link like http://host:8000/#token=... signs in directly (the fragment never reaches the server).
-  const fromLink = new URLSearchParams(location.hash.slice(1)).get("token");
-  if (fromLink) history.replaceState(null, "", location.pathname);
-  const token = fromLink || sessionStorage.getItem(TOKEN_KEY);
-  if (token) login(token);
-  else logout("");
+  signInAtStart(TOKEN_KEY, login, logout);
 }
 
 start();

@@ -31,3 +31,14 @@ function authorisedFetch(token, method, path, body) {
     body: body === undefined ? undefined : JSON.stringify(body),
   });
 }
+
+// Sign in at start-up: with the token of a link like http://host:8000/#token=... (the fragment never
+// reaches the server, and is taken out of the address bar), else with the one this tab stored under
+// `tokenKey`; with neither, show the sign-in form.
+function signInAtStart(tokenKey, login, logout) {
+  const fromLink = new URLSearchParams(location.hash.slice(1)).get("token");
+  if (fromLink) history.replaceState(null, "", location.pathname);
+  const token = fromLink || sessionStorage.getItem(tokenKey);
+  if (token) login(token);
+  else logout("");
+}
